@@ -1,0 +1,1 @@
+"""FMW api room (see ../shared/STYLE.md); filled by later issues."""

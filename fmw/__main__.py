@@ -1,0 +1,3 @@
+from fmw.cli import main
+
+raise SystemExit(main())

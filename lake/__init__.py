@@ -1,0 +1,1 @@
+"""FMW lake room (see ../shared/STYLE.md); filled by later issues."""

@@ -1,0 +1,99 @@
+"""Connections to the ledger: an external PostgreSQL, or the embedded one from `pgserver`.
+
+With no ``database_url`` configured, FMW runs a real PostgreSQL 16 (shipped in the ``pgserver``
+wheel) with its data in ``<data_dir>/pg``. The server keeps running after the command ends so
+the next command reuses it; ``fmw db stop`` stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from fmw.errors import DatabaseUnavailable
+from fmw.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_DRIVER_RE = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
+
+
+def libpq_url(url: str) -> str:
+    """Strip a SQLAlchemy driver suffix: ``postgresql+psycopg://`` -> ``postgresql://``."""
+    return _DRIVER_RE.sub("postgresql://", url)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same URL with SQLAlchemy's psycopg 3 driver named."""
+    return _DRIVER_RE.sub("postgresql+psycopg://", url)
+
+
+def _embedded_url(pg_dir: Path) -> str:
+    pg_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pgserver
+            server = pgserver.get_server(pg_dir, cleanup_mode=None)
+    except Exception as exc:
+        raise DatabaseUnavailable(f"could not start the embedded PostgreSQL in {pg_dir}: {exc}") from exc
+    return str(server.get_uri())
+
+
+def database_url(settings: Settings) -> str:
+    """The libpq URL of the ledger, starting the embedded server when none is configured.
+
+    Raises:
+        DatabaseUnavailable: the embedded server could not be started.
+    """
+    if settings.database_url:
+        return libpq_url(settings.database_url)
+    return _embedded_url(settings.pg_dir)
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded server if it runs. Returns True if one was stopped."""
+    if not settings.embedded or not (settings.pg_dir / "PG_VERSION").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+        server = pgserver.get_server(settings.pg_dir, cleanup_mode="stop")
+    server.cleanup()
+    return True
+
+
+def connect(settings: Settings, *, autocommit: bool = False, url: str | None = None,
+            application_name: str = "fmw") -> psycopg.Connection:
+    """Open a connection with ``search_path`` set to the FMW schema and the time zone at UTC.
+
+    Raises:
+        DatabaseUnavailable: the server refused or could not be reached.
+    """
+    target = url or database_url(settings)
+    try:
+        conn = psycopg.connect(
+            target, autocommit=autocommit, application_name=application_name,
+            options=f"-c search_path={settings.schema},public -c TimeZone=UTC",
+            connect_timeout=10,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to the ledger database: {exc}".strip()) from exc
+    return conn
+
+
+@contextmanager
+def connection(settings: Settings, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """Context-managed `connect`: commits on success, rolls back on error, always closes."""
+    conn = connect(settings, autocommit=autocommit)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,1 @@
+"""FMW query room (see ../shared/STYLE.md); filled by later issues."""

@@ -1,0 +1,1 @@
+"""FMW scheduler room (see ../shared/STYLE.md); filled by later issues."""

@@ -1,0 +1,1 @@
+"""FMW ui room (see ../shared/STYLE.md); filled by later issues."""
