@@ -14,8 +14,8 @@ from ledger.runs import RunSummary
 from ledger.sync import Progress as SyncEvents
 from ledger.sync import SyncResult
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def out(message: str) -> None:

@@ -120,8 +120,9 @@ def stage_insert_sql(cfg: SourceConfig, raw_table: str, source_columns: list[str
         errs.append(f"WHEN m.{f} ~ '[[:cntrl:]]' THEN 'identity field {f} contains a control character'")
     errs.append("WHEN m.mcc !~ '^[0-9]{3}$' THEN 'MCC ' || quote_literal(m.mcc) || ' is not 3 digits'")
     errs.append("WHEN m.mnc !~ '^[0-9]{2,3}$' THEN 'MNC ' || quote_literal(m.mnc) || ' is not 2-3 digits'")
-    errs.append("WHEN m.ts_raw IS NOT NULL AND try_timestamptz(m.ts_raw) IS NULL THEN "
-                "'source_updated_at ' || quote_literal(m.ts_raw) || ' is not a date/time'")
+    errs.append("WHEN m.ts_raw IS NOT NULL AND m.source_updated_at IS NULL THEN "
+                "'source_updated_at ' || quote_literal(m.ts_raw) || ' is not a date/time "
+                "(expected YYYY-MM-DD[ HH:MM[:SS]][+HH:MM])'")
     err_case = "CASE " + " ".join(errs) + " END"
 
     ident = " || E'\\x1f' || ".join(
@@ -135,12 +136,12 @@ SELECT v.src_rank, v.row_no, {state}, v.err,
     CASE WHEN v.err IS NULL THEN encode(sha256(convert_to(
         jsonb_build_array({state})::text, 'UTF8')), 'hex') END
 FROM (
-    SELECT m.*, {err_case} AS err,
-        CASE WHEN m.ts_raw IS NOT NULL THEN try_timestamptz(m.ts_raw) END AS source_updated_at
+    SELECT m.*, {err_case} AS err
     FROM (
         SELECT %(src_rank)s::int AS src_rank, %(source)s::text AS source, c.row_no,
             {g_expr} AS feature_group, {n_expr} AS feature_name, c.mcc, c.mnc,
             {s_expr} AS status, c.value, c.owner, c.notes, c.source_updated_at AS ts_raw,
+            try_timestamptz(c.source_updated_at, %(tz)s) AS source_updated_at,
             mm.region, mm.country, mm.country_code, {o_expr} AS operator, mm.brand, c.attrs
         FROM (
             SELECT r.{_qi(ROW_COLUMN)} AS row_no, {', '.join(cleaned)}

@@ -112,6 +112,8 @@ def _run(settings: Settings, plan: SyncPlan, run_id: int, lock_conn: psycopg.Con
         result = _execute(conn, settings, plan, ctx, progress)
     except BaseException as exc:
         conn.rollback()
+        if ctx.finished:  # the run row already says why (bad-row share above the limit)
+            raise
         reason = _reason(exc)
         with lock_conn.transaction():
             if isinstance(exc, SourceError):
@@ -169,7 +171,7 @@ def _execute(conn: psycopg.Connection, settings: Settings, plan: SyncPlan, ctx: 
     conn.execute(STAGE_DDL)
 
     for rank, cfg in enumerate(plan.sources):
-        _stage_source(conn, cfg, rank, mapped, ctx, progress)
+        _stage_source(conn, cfg, rank, mapped, settings.timezone, ctx, progress)
 
     t0 = time.perf_counter()
     outcome = apply_mod.resolve(conn, run_id, plan)
@@ -217,7 +219,7 @@ def _execute(conn: psycopg.Connection, settings: Settings, plan: SyncPlan, ctx: 
 
 
 def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped: set[str],
-                  ctx: _RunContext, progress: Progress) -> None:
+                  tz: str, ctx: _RunContext, progress: Progress) -> None:
     """Read one source, COPY it into a raw temp table and normalise it into `stage`."""
     t0 = time.perf_counter()
     src = read_source(cfg)
@@ -237,7 +239,7 @@ def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped
     rows_read, reader_bad = src.rows_read, len(src.row_errors)
     del src  # free the Arrow table before the SQL work
     sql, params = stage_insert_sql(cfg, raw, columns, mapped & set(MAPPED_KINDS))
-    params.update(src_rank=rank, source=cfg.name)
+    params.update(src_rank=rank, source=cfg.name, tz=tz)
     conn.execute(sql, params)
     bad = apply_mod.quarantine_invalid(conn, ctx.run_id, rank, raw) + reader_bad
     ctx.timed("stage", t1)

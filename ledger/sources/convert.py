@@ -173,20 +173,20 @@ def missing_columns_reason(cfg: SourceConfig, names: Sequence[str]) -> str | Non
     missing = [(fld, col) for fld, col in cfg.columns if col not in present]
     if not missing:
         return None
-    parts = []
+    folded = {n.casefold(): n for n in names}
+    parts, hints = [], []
     for fld, col in missing:
-        part = f"'{col}' (for {fld})"
-        folded = {n.casefold(): n for n in names}
+        parts.append(f"'{col}' (for {fld})")
         guess = folded.get(col.strip().casefold()) or next(
             iter(difflib.get_close_matches(col, names, n=1)), None)
         if guess is not None:
-            part += f" - did you mean '{guess}'?"
-        parts.append(part)
+            hints.append(f"did you mean '{guess}' for '{col}'?")
     listed = ", ".join(names[:_MAX_LISTED_COLUMNS]) or "(none)"
     if len(names) > _MAX_LISTED_COLUMNS:
         listed += f", ... ({len(names) - _MAX_LISTED_COLUMNS} more)"
     noun = "mapped column" if len(parts) == 1 else "mapped columns"
-    return f"{noun} {'; '.join(parts)} not found; columns in source: {listed}"
+    reason = f"{noun} {', '.join(parts)} not found; columns in source: {listed}"
+    return "; ".join([reason, *hints])
 
 
 def check_mapped(cfg: SourceConfig, names: Sequence[str], location: str) -> None:

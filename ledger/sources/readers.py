@@ -7,6 +7,7 @@ sql and http live in `remote`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +145,9 @@ def _sheet_rows(sheet: Any) -> Iterator[tuple[int, list[Any]]]:
 def _cell_value(cell: Any) -> Any:
     value: Any = getattr(cell, "value", None)
     # openpyxl returns a datetime for date-only cells; the number format says it is a date.
-    if getattr(cell, "is_date", False) and hasattr(value, "date") and hasattr(value, "hour"):
-        if is_datetime(cell.number_format) == "date" and value.time().isoformat() == "00:00:00":
-            return value.date()
+    if (isinstance(value, datetime) and value.time() == time()
+            and is_datetime(getattr(cell, "number_format", "General")) == "date"):
+        return value.date()
     return value
 
 
@@ -162,7 +163,13 @@ def _read_parquet(cfg: SourceConfig) -> SourceTable:
                           location=cfg.location) from None
     names = normalize_headers(source.column_names)
     mapped = {col for _, col in cfg.columns}
-    texts = [row_numbers(1, source.num_rows)] + [column_to_text(c) for c in source.columns]
+    texts = [row_numbers(1, source.num_rows)]
+    for name, column in zip(names, source.columns, strict=True):
+        try:
+            texts.append(column_to_text(column))
+        except pa.ArrowException as exc:
+            raise SourceError(cfg.name, f"column '{name}' ({column.type}) cannot be read as "
+                              f"text: {exc}", location=cfg.location) from None
     table = pa.Table.from_arrays(texts, names=[ROW_COLUMN, *names])
     nested = [(name, source.column(i)) for i, name in enumerate(names)
               if name in mapped and is_nested(source.column(i).type)]

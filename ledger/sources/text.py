@@ -148,36 +148,38 @@ def read_csv_bytes(cfg: SourceConfig, location: str, data: bytes, encoding: str)
 
 def _arrow_csv(cfg: SourceConfig, location: str, buf: pa.Buffer,
                parse: pacsv.ParseOptions, block: int = _BLOCK) -> pa.Table:
+    def options(threads: bool = True) -> pacsv.ReadOptions:
+        return pacsv.ReadOptions(autogenerate_column_names=True, block_size=block,
+                                 use_threads=threads)
+
+    convert: pacsv.ConvertOptions | None = None
     try:
-        width = len(pacsv.open_csv(pa.BufferReader(buf), parse_options=parse, read_options=(
-            pacsv.ReadOptions(autogenerate_column_names=True, block_size=block))).schema)
+        width = len(pacsv.open_csv(pa.BufferReader(buf), parse_options=parse,
+                                   read_options=options()).schema)
         convert = pacsv.ConvertOptions(
             column_types={f"f{i}": pa.string() for i in range(width)}, null_values=[""],
             strings_can_be_null=True, quoted_strings_can_be_null=True, check_utf8=False)
         return pacsv.read_csv(pa.BufferReader(buf), parse_options=parse, convert_options=convert,
-                              read_options=pacsv.ReadOptions(autogenerate_column_names=True,
-                                                             block_size=block))
+                              read_options=options())
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if "straddl" in message and block < _MAX_BLOCK:
-            return _arrow_csv(cfg, location, buf, parse, min(max(block * 8, buf.size + 1),
-                                                             _MAX_BLOCK))
+            bigger = min(max(block * 8, buf.size + 1), _MAX_BLOCK)
+            return _arrow_csv(cfg, location, buf, parse, bigger)
         if "Empty CSV file" in message:
             raise _fail(cfg, location, "file is empty (no header row)") from None
-        raise _csv_error(cfg, location, buf, parse, block, message) from None
+        if convert is not None and not _ROW_RE.search(message):
+            # Multi-threaded parsing does not know row numbers; a serial pass does (error path).
+            try:
+                pacsv.read_csv(pa.BufferReader(buf), parse_options=parse,
+                               convert_options=convert, read_options=options(threads=False))
+            except pa.ArrowInvalid as serial:
+                message = str(serial)
+        raise _csv_error(cfg, location, message) from None
 
 
-def _csv_error(cfg: SourceConfig, location: str, buf: pa.Buffer, parse: pacsv.ParseOptions,
-               block: int, message: str) -> SourceError:
+def _csv_error(cfg: SourceConfig, location: str, message: str) -> SourceError:
     """Turn pyarrow's parse error into a message naming the row."""
-    if not _ROW_RE.search(message):
-        # Multi-threaded parsing does not know row numbers; a serial pass does. Error path only.
-        try:
-            pacsv.read_csv(pa.BufferReader(buf), parse_options=parse, read_options=(
-                pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False,
-                                  block_size=block)))
-        except pa.ArrowInvalid as exc:
-            message = str(exc)
     row_match, count = _ROW_RE.search(message), _COUNT_RE.search(message)
     row = int(row_match.group(1)) if row_match else None
     if count:

@@ -144,17 +144,30 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN
     lower(regexp_replace(btrim(normalize(v, NFC), E' \t\r\n\u00a0\u3000'), '\s+', ' ', 'g'));
 """
 
+# Source time stamps must be explicit dates (PostgreSQL would also accept words such as
+# 'yesterday' or 'epoch'); values without an offset are local time in the configured zone.
+TS_SHAPE = r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)?$"
+TS_OFFSET = r"(Z|[+-]\d{2}(:?\d{2})?)$"
+
 # pg_input_is_valid (PostgreSQL 16+) checks without a sub-transaction per row.
-TRY_TS_16 = """
-CREATE FUNCTION try_timestamptz(v text) RETURNS timestamptz
+TRY_TS_16 = f"""
+CREATE FUNCTION try_timestamptz(v text, tz text) RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE RETURN
-    CASE WHEN pg_input_is_valid(v, 'timestamptz') THEN v::timestamptz END;
+    CASE WHEN v !~ '{TS_SHAPE}' THEN NULL
+         WHEN v ~ '{TS_OFFSET}' THEN
+              CASE WHEN pg_input_is_valid(v, 'timestamptz') THEN v::timestamptz END
+         WHEN pg_input_is_valid(v, 'timestamp') THEN v::timestamp AT TIME ZONE tz END;
 """
-TRY_TS_OLD = """
-CREATE FUNCTION try_timestamptz(v text) RETURNS timestamptz
+TRY_TS_OLD = f"""
+CREATE FUNCTION try_timestamptz(v text, tz text) RETURNS timestamptz
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN v::timestamptz;
+    IF v !~ '{TS_SHAPE}' THEN
+        RETURN NULL;
+    ELSIF v ~ '{TS_OFFSET}' THEN
+        RETURN v::timestamptz;
+    END IF;
+    RETURN v::timestamp AT TIME ZONE tz;
 EXCEPTION WHEN others THEN
     RETURN NULL;
 END $$;
@@ -176,4 +189,4 @@ def downgrade() -> None:
                  "runs"):
         op.execute(text(f"DROP TABLE IF EXISTS {name}"))
     op.execute(text("DROP FUNCTION IF EXISTS name_key(text)"))
-    op.execute(text("DROP FUNCTION IF EXISTS try_timestamptz(text)"))
+    op.execute(text("DROP FUNCTION IF EXISTS try_timestamptz(text, text)"))
