@@ -151,17 +151,23 @@ def diff(conn: psycopg.Connection, plan: SyncPlan) -> dict[str, int]:
 
 
 def apply(conn: psycopg.Connection, run_id: int) -> dict[str, int]:
-    """Write `changes` for every row of `delta`, then bring `features` to the new state."""
+    """Write `changes` for every row of `delta`, then bring `features` to the new state.
+
+    `newrows` is built in identity order so that the index insertions that follow walk the
+    primary key in order instead of at random.
+    """
     cols = ", ".join(FEATURE_COLS)
     state = ", ".join(f"i.{c}" for c in STATE_FIELDS)
-    conn.execute("CREATE TEMP TABLE newrows (LIKE features) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE newrows (LIKE features, op char(1)) ON COMMIT DROP")
     conn.execute(
-        f"""INSERT INTO newrows ({cols})
+        f"""INSERT INTO newrows ({cols}, op)
         SELECT i.identity_hash, i.row_hash, {state},
-            coalesce(f.first_run_id, %(run)s), coalesce(f.first_seen_at, now()), %(run)s, now()
+            coalesce(f.first_run_id, %(run)s), coalesce(f.first_seen_at, now()), %(run)s, now(),
+            d.op
         FROM delta d JOIN incoming i USING (identity_hash)
-        LEFT JOIN features f USING (identity_hash)
-        WHERE d.op IN ('C', 'U')""",
+        LEFT JOIN features f ON d.op = 'U' AND f.identity_hash = d.identity_hash
+        WHERE d.op IN ('C', 'U')
+        ORDER BY i.identity_hash""",
         {"run": run_id},
     )
     skip = ", ".join(f"'{c}'" for c in BOOKKEEPING)
@@ -175,28 +181,30 @@ def apply(conn: psycopg.Connection, run_id: int) -> dict[str, int]:
                 ORDER BY e.key) END,
             now()
         FROM (
-            SELECT d.op, n.identity_hash, n.feature_group,
-                CASE WHEN d.op = 'U' THEN to_jsonb(f) END AS before_json, to_jsonb(n) AS after_json
-            FROM delta d JOIN newrows n USING (identity_hash)
-            LEFT JOIN features f ON d.op = 'U' AND f.identity_hash = d.identity_hash
+            SELECT n.op, n.identity_hash, n.feature_group,
+                CASE WHEN n.op = 'U' THEN to_jsonb(f) END AS before_json,
+                to_jsonb(n) - 'op' AS after_json
+            FROM newrows n
+            LEFT JOIN features f ON n.op = 'U' AND f.identity_hash = n.identity_hash
             UNION ALL
             SELECT 'D', f.identity_hash, f.feature_group, to_jsonb(f), NULL
             FROM delta d JOIN features f USING (identity_hash) WHERE d.op = 'D'
-        ) x
-        ORDER BY x.feature_group, x.identity_hash""",
+        ) x""",
         {"run": run_id},
     )
     deleted = conn.execute(
         "DELETE FROM features f USING delta d WHERE d.op = 'D' AND f.identity_hash = d.identity_hash"
     ).rowcount
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in FEATURE_COLS if c not in
+    sets = ", ".join(f"{c} = n.{c}" for c in FEATURE_COLS if c not in
                      ("identity_hash", "first_run_id", "first_seen_at"))
-    conn.execute(
-        f"INSERT INTO features ({cols}) SELECT {cols} FROM newrows "
-        f"ON CONFLICT (identity_hash) DO UPDATE SET {sets}"
-    )
-    rows = dict(conn.execute("SELECT op, count(*) FROM delta GROUP BY op").fetchall())
-    return {"created": int(rows.get("C", 0)), "updated": int(rows.get("U", 0)), "deleted": deleted}
+    updated = conn.execute(
+        f"UPDATE features f SET {sets} FROM newrows n "
+        "WHERE n.op = 'U' AND f.identity_hash = n.identity_hash"
+    ).rowcount
+    created = conn.execute(
+        f"INSERT INTO features ({cols}) SELECT {cols} FROM newrows WHERE op = 'C'"
+    ).rowcount
+    return {"created": created, "updated": updated, "deleted": deleted}
 
 
 def per_source_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:

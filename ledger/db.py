@@ -43,7 +43,24 @@ def _embedded_url(pg_dir: Path) -> str:
             server = pgserver.get_server(pg_dir, cleanup_mode=None)
     except Exception as exc:
         raise DatabaseUnavailable(f"could not start the embedded PostgreSQL in {pg_dir}: {exc}") from exc
-    return str(server.get_uri())
+    url = str(server.get_uri())
+    _tune_embedded(url)
+    return url
+
+
+#: Settings for the embedded server that need no restart: bulk syncs write several GB of WAL,
+#: and with the default 1 GB a checkpoint would start in the middle of every large sync.
+EMBEDDED_TUNING = {"max_wal_size": "4GB", "min_wal_size": "512MB", "checkpoint_timeout": "15min"}
+
+
+def _tune_embedded(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        current = conn.execute("SELECT current_setting('max_wal_size')").fetchone()
+        if current and current[0] == EMBEDDED_TUNING["max_wal_size"]:
+            return
+        for name, value in EMBEDDED_TUNING.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def database_url(settings: Settings) -> str:

@@ -76,6 +76,8 @@ _DUP = ("volte", "VoLTE Roaming")  # identity also in volte_overrides.json, with
 _BAD_ROWS = {"volte_status": ("mcc", "feature", "updated", "mnc"), "rcs_policies_kr": ("mnc", "mcc"),
              "esim_policies": ("updated", "feature"), "wifi_calling": ("mcc", "updated")}
 _BAD_VALUES = {"mcc": "45", "mnc": "1234", "feature": "", "updated": "yesterday"}
+#: File in the demo folder recording day one's seed, from which the next day is derived.
+MARKER = ".fmw-demo.json"
 #: Rows left out of day one and delivered the next day (creations).
 _HELD_BACK = {"volte_status": 8, "wifi_calling": 3}
 
@@ -97,13 +99,20 @@ Record = dict[str, Any]
 def demo_operators(seed: int = 7) -> list[tuple[str, str, str]]:
     """(mcc, mnc, operator) of the ~60 real operators the demo covers, sorted."""
     rng = random.Random(f"operators:{seed}")
-    rows = [r for r in mcc_mnc_table().table.to_pylist() if r["operator"]]
+    rows = [r for r in mcc_mnc_table().table.to_pylist()
+            if r["operator"] and r["brand"] and r["status"] == "Operational"]
     picked = []
     for mcc, count in _QUOTAS:
-        here = sorted((r for r in rows if r["mcc"] == mcc), key=lambda r: r["mnc"])
-        live = [r for r in here if r["status"] == "Operational"]
-        pool = live if len(live) >= count else here
-        picked += rng.sample(pool, min(count, len(pool)))
+        here = [r for r in rows if r["mcc"] == mcc]
+        # Operators holding many MNCs are the big national ones: draw from the `count` largest,
+        # one MNC of each before a second one of any.
+        size = {op: sum(r["operator"] == op for r in here) for op in {r["operator"] for r in here}}
+        big = set(sorted(size, key=lambda op: (-size[op], op))[:count])
+        here = [r for r in here if r["operator"] in big]
+        nth = {id(r): sum(o["operator"] == r["operator"] and o["mnc"] < r["mnc"] for o in here)
+               for r in here}
+        here.sort(key=lambda r: (nth[id(r)], -size[r["operator"]], r["operator"], r["mnc"]))
+        picked += rng.sample(here[: count + 2], min(count, len(here)))
     return sorted((r["mcc"], r["mnc"], r["operator"]) for r in picked)
 
 
@@ -267,21 +276,35 @@ def write_demo_sources(target: Path, seed: int = 7) -> list[dict[str, Any]]:
 
     Returns:
         The ``[[sources]]`` tables (plain dicts, paths relative to `target`); render them with
-        `render_sources_toml`. Load `DEMO_ALIASES` into the name map before syncing.
+        `render_sources_toml`. Load `DEMO_ALIASES` into the name map before syncing. The seed
+        is recorded in `MARKER` for `write_demo_change_set`.
     """
     day, _ = _build(seed)
     _write_day(Path(target), day)
+    (Path(target) / MARKER).write_text(json.dumps({"seed": seed}) + "\n", encoding="utf-8")
     return demo_source_tables()
 
 
-def write_demo_change_set(target: Path, seed: int = 7) -> None:
-    """Rewrite the demo extracts in `target` as the next day's (same `seed` as day one).
+def write_demo_change_set(target: Path, seed: int = 8) -> None:
+    """Rewrite the demo extracts in `target` as the next day's.
 
-    About 3% of the rows of each source get another status; a few rows leave
-    ``volte_status.csv`` (deletions) and a few new ones arrive there (creations). The
-    incremental ``wifi_calling.jsonl`` holds only that day's changed and new records.
+    The next day is always derived from day one (the seed `write_demo_sources` recorded in
+    `MARKER`), so calling this twice with the same `seed` writes the same files. About 3% of
+    the rows of each source get another status; a few rows leave ``volte_status.csv``
+    (deletions) and a few new ones arrive there and in the incremental
+    ``wifi_calling.jsonl`` (creations), which then holds only that day's changed and new records.
+
+    Args:
+        target: a folder `write_demo_sources` wrote.
+        seed: seed of the day's changes (may equal day one's).
+
+    Raises:
+        FileNotFoundError: `target` has no `MARKER`, so day one is unknown.
     """
-    day, held = _build(seed)
+    marker = Path(target) / MARKER
+    if not marker.is_file():
+        raise FileNotFoundError(f"{marker} not found: run write_demo_sources({target}) first")
+    day, held = _build(int(json.loads(marker.read_text(encoding="utf-8"))["seed"]))
     rng = random.Random(f"next-day:{seed}")
     delta: list[Record] = []
     for name in _BAD_ROWS:

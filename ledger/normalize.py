@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from fmw.settings import CANONICAL_FIELDS, SourceConfig
-from ledger.identity import ordered_identity
+from ledger.identity import clean, ordered_identity
 from ledger.stage import quote_ident
 from ledger.sources.base import ROW_COLUMN
 
-TRIM = r"E' \t\r\n\u00a0\u3000'"
 #: Feature groups become folder names and URL path segments, so they are kept simple.
 GROUP_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MAPPED_KINDS = ("feature_group", "feature_name", "status", "operator")
@@ -45,10 +44,6 @@ ORDER BY mcc, mnc, source LIKE 'builtin:%%', valid_from DESC NULLS LAST, id DESC
 def _qi(name: str) -> str:
     """quote_ident for SQL that is run with parameters (where % must be doubled)."""
     return quote_ident(name).replace("%", "%%")
-
-
-def _clean(expr: str) -> str:
-    return f"nullif(btrim(normalize({expr}, NFC), {TRIM}), '')"
 
 
 def _attrs_expr(extra: list[str]) -> str:
@@ -85,10 +80,10 @@ def stage_insert_sql(cfg: SourceConfig, raw_table: str, source_columns: list[str
     cleaned = []
     for f in CANONICAL_FIELDS:
         if f in colmap:
-            expr = _clean(f"r.{_qi(colmap[f])}")
+            expr = f"r.{_qi(colmap[f])}"  # cleaned in Arrow before COPY (stage.clean_strings)
         elif f in consts:
-            params[f"const_{f}"] = consts[f]
-            expr = _clean(f"%(const_{f})s::text")
+            params[f"const_{f}"] = clean(consts[f]) or None
+            expr = f"%(const_{f})s::text"
         else:
             expr = "NULL::text"
         cleaned.append(f"{expr} AS {f}")
@@ -128,28 +123,33 @@ def stage_insert_sql(cfg: SourceConfig, raw_table: str, source_columns: list[str
     ident = " || E'\\x1f' || ".join(
         f"'{f}' || E'\\x1e' || v.{f}" for f in ordered_identity(list(cfg.identity)))
     state = ", ".join(f"v.{f}" for f in STATE_FIELDS)
+    # Time stamps enter the row hash as epoch seconds, so it does not depend on the session zone.
+    row_state = ", ".join(f"extract(epoch FROM v.{f})" if f == "source_updated_at" else f"v.{f}"
+                          for f in STATE_FIELDS)
     cols = ", ".join(STATE_FIELDS)
     sql = f"""
 INSERT INTO stage (src_rank, row_no, {cols}, err, identity_hash, row_hash)
 SELECT v.src_rank, v.row_no, {state}, v.err,
     CASE WHEN v.err IS NULL THEN encode(sha256(convert_to({ident}, 'UTF8')), 'hex') END,
-    CASE WHEN v.err IS NULL THEN encode(sha256(convert_to(
-        jsonb_build_array({state})::text, 'UTF8')), 'hex') END
+    CASE WHEN v.err IS NULL THEN md5(ROW({row_state})::text) END
 FROM (
     SELECT m.*, {err_case} AS err
     FROM (
         SELECT %(src_rank)s::int AS src_rank, %(source)s::text AS source, c.row_no,
             {g_expr} AS feature_group, {n_expr} AS feature_name, c.mcc, c.mnc,
             {s_expr} AS status, c.value, c.owner, c.notes, c.source_updated_at AS ts_raw,
-            try_timestamptz(c.source_updated_at, %(tz)s) AS source_updated_at,
+            try_timestamptz(c.source_updated_at) AS source_updated_at,
             mm.region, mm.country, mm.country_code, {o_expr} AS operator, mm.brand, c.attrs
         FROM (
             SELECT r.{_qi(ROW_COLUMN)} AS row_no, {', '.join(cleaned)}
             FROM {_qi(raw_table)} r
+            OFFSET 0  -- a fence: each expression is computed once per row, not per reference
         ) c
         LEFT JOIN mm_today mm ON mm.mcc = c.mcc AND mm.mnc = c.mnc
         {joins}
+        OFFSET 0
     ) m
+    OFFSET 0
 ) v
 """
     return sql, params

@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ledger.identity import TRIM_CHARS
 from ledger.sources.base import ROW_COLUMN
 
 BATCH_ROWS = 100_000
@@ -21,6 +23,21 @@ BATCH_ROWS = 100_000
 def quote_ident(name: str) -> str:
     """Quote an identifier for PostgreSQL (any text is a valid quoted identifier but NUL)."""
     return '"' + name.replace("\x00", "").replace('"', '""') + '"'
+
+
+def clean_strings(table: pa.Table) -> pa.Table:
+    """NFC-normalise and trim every text column; empty text becomes null (as `identity.clean`).
+
+    Done in Arrow's multi-threaded kernels, not per row in SQL or Python.
+    """
+    null = pa.scalar(None, pa.string())
+    cols = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        if name != ROW_COLUMN and pa.types.is_string(col.type):
+            col = pc.utf8_trim(pc.utf8_normalize(col, "NFC"), characters=TRIM_CHARS)
+            col = pc.if_else(pc.equal(col, ""), null, col)
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
 
 
 def create_raw_table(conn: psycopg.Connection, table_name: str, columns: list[str]) -> None:

@@ -23,7 +23,7 @@ from ledger.db import connect
 from ledger.normalize import MAPPED_KINDS, MM_TODAY, STAGE_DDL, stage_insert_sql
 from ledger.schema import require_current
 from ledger.sources import read_source
-from ledger.stage import copy_table, create_raw_table
+from ledger.stage import clean_strings, copy_table, create_raw_table
 
 RunStatus = Literal["running", "succeeded", "partial", "failed"]
 
@@ -232,15 +232,18 @@ def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped
     create_raw_table(conn, raw, columns)
     label = f"stage {cfg.name}"
     total = src.table.num_rows
-    copy_table(conn, raw, src.table, lambda n: progress.rows(label, n, total))
+    copy_table(conn, raw, clean_strings(src.table), lambda n: progress.rows(label, n, total))
     for e in src.row_errors:
         runs.record_run_error(conn, ctx.run_id, source=cfg.name, row=e.row, kind="invalid",
                               reason=e.reason, raw=e.raw)
     rows_read, reader_bad = src.rows_read, len(src.row_errors)
     del src  # free the Arrow table before the SQL work
     sql, params = stage_insert_sql(cfg, raw, columns, mapped & set(MAPPED_KINDS))
-    params.update(src_rank=rank, source=cfg.name, tz=tz)
+    params.update(src_rank=rank, source=cfg.name)
+    # Source time stamps without an offset are local time in the configured zone.
+    conn.execute("SELECT set_config('TimeZone', %s, true)", (tz,))
     conn.execute(sql, params)
+    conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
     bad = apply_mod.quarantine_invalid(conn, ctx.run_id, rank, raw) + reader_bad
     ctx.timed("stage", t1)
     stage_s = time.perf_counter() - t1

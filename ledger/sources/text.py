@@ -168,11 +168,13 @@ def _arrow_csv(cfg: SourceConfig, location: str, buf: pa.Buffer,
             return _arrow_csv(cfg, location, buf, parse, bigger)
         if "Empty CSV file" in message:
             raise _fail(cfg, location, "file is empty (no header row)") from None
-        if convert is not None and not _ROW_RE.search(message):
-            # Multi-threaded parsing does not know row numbers; a serial pass does (error path).
+        if not _ROW_RE.search(message):
+            # Threaded parsing does not know row numbers; a serial pass does (error path only).
+            # Without `convert` the error was in the first block, before any type conversion.
             try:
                 pacsv.read_csv(pa.BufferReader(buf), parse_options=parse,
-                               convert_options=convert, read_options=options(threads=False))
+                               convert_options=convert or pacsv.ConvertOptions(),
+                               read_options=options(threads=False))
             except pa.ArrowInvalid as serial:
                 message = str(serial)
         raise _csv_error(cfg, location, message) from None
