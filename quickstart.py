@@ -29,7 +29,7 @@ def run(*args: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script may be run by any Python
         print("FMW needs Python 3.11 or newer", file=sys.stderr)
         return 2
     if not argv or argv[0] not in ("demo", "test"):

@@ -113,14 +113,10 @@ def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_db_status(args: argparse.Namespace, settings: Settings) -> int:
     from ledger.db import connection
-    from ledger.schema import current_revision, head_revision
+    from ledger.schema import current_revision, head_revision, table_counts
     with connection(settings) as conn:
         rev = current_revision(conn, settings.schema)
-        counts = {}
-        if rev:
-            for t in ("features", "changes", "runs", "run_errors", "name_map", "mcc_mnc_map"):
-                row = conn.execute(f"SELECT count(*) FROM {t}").fetchone()
-                counts[t] = int(row[0]) if row else 0
+        counts = table_counts(conn) if rev else {}
     render.db_status(settings, rev, head_revision(), counts)
     return 0
 

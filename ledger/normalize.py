@@ -12,8 +12,8 @@ from typing import Any
 
 from fmw.settings import CANONICAL_FIELDS, SourceConfig
 from ledger.identity import clean, ordered_identity
-from ledger.stage import quote_ident
 from ledger.sources.base import ROW_COLUMN
+from ledger.stage import quote_ident
 
 #: Feature groups become folder names and URL path segments, so they are kept simple.
 GROUP_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

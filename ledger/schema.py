@@ -89,3 +89,16 @@ def require_current(conn: psycopg.Connection, schema: str) -> None:
         f"the ledger schema {schema!r} is at revision {current}, this FMW needs {head}: "
         "run `fmw db upgrade`"
     )
+
+
+LEDGER_TABLES = ("features", "changes", "runs", "run_errors", "daily_counts", "name_map",
+                 "mcc_mnc_map")
+
+
+def table_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Row counts of the ledger tables (for `fmw db status`)."""
+    out = {}
+    for t in LEDGER_TABLES:
+        row = conn.execute(f"SELECT count(*) FROM {t}").fetchone()
+        out[t] = int(row[0]) if row else 0
+    return out

@@ -79,7 +79,7 @@ def test_conflicting_duplicate_in_one_source_is_quarantined_and_the_stored_row_k
 
 
 def _bytes_neither_utf8_nor_cp949() -> bytes:
-    return "Group,Feature,MCC,MNC,Status,Value,Owner,Updated\n".encode() + b"volte,\xff\xfe,450,05,on,,,\n"
+    return b"Group,Feature,MCC,MNC,Status,Value,Owner,Updated\n" + b"volte,\xff\xfe,450,05,on,,,\n"
 
 
 @pytest.mark.parametrize(("setup", "message"), [
