@@ -38,6 +38,7 @@ class SyncProgress(SyncEvents):
         )
         self._tasks: dict[str, Any] = {}
         self._started: dict[str, float] = {}
+        self._done: dict[str, int] = {}
 
     def __enter__(self) -> SyncProgress:
         self._progress.__enter__()
@@ -51,10 +52,9 @@ class SyncProgress(SyncEvents):
             self._tasks[label] = self._progress.add_task(label, total=total, rate="")
             self._started[label] = time.perf_counter()
         task = self._tasks[label]
-        self._progress.advance(task, n)
-        done = self._progress.tasks[task].completed
+        self._done[label] = self._done.get(label, 0) + n
         secs = max(time.perf_counter() - self._started[label], 1e-6)
-        self._progress.update(task, rate=f"{done / secs:,.0f} rows/s")
+        self._progress.update(task, advance=n, rate=f"{self._done[label] / secs:,.0f} rows/s")
 
     def phase(self, label: str, rows: int, seconds: float) -> None:
         if label in self._tasks:
@@ -89,7 +89,7 @@ def runs_table(items: list[RunSummary]) -> None:
     for r in items:
         secs = f"{(r.finished_at - r.started_at).total_seconds():.1f}" if r.finished_at else ""
         style = {"failed": "red", "partial": "yellow", "running": "cyan"}.get(r.status)
-        t.add_row(str(r.id), r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.trigger,
+        t.add_row(str(r.id), r.started_at.strftime("%m-%d %H:%M:%S"), r.trigger,
                   r.status, f"{r.rows_read:,}", f"{r.rows_bad:,}", f"{r.created:,}",
                   f"{r.updated:,}", f"{r.deleted:,}", secs, style=style)
     console.print(t)

@@ -171,3 +171,16 @@ def test_init_writes_a_config_that_loads(tmp_path):
     again = subprocess.run([sys.executable, "-m", "fmw", "init", str(target)], capture_output=True,
                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert again.returncode != 0 and "--force" in again.stderr
+
+
+def test_demo_syncs_sample_sources_twice_and_shows_what_happened(fmw, tmp_path):
+    fmw.setup("")
+    out = fmw("demo", "--dir", str(tmp_path / "demo"), timeout=300).stdout
+    assert "day 1: first sync" in out and "day 2: the sources changed" in out
+    first = out.split("day 1: first sync", 1)[1]
+    assert "partial" in first and "conflicts 1" in first
+    listed = json.loads(fmw("runs", "--json").stdout)
+    assert [r["trigger"] for r in listed] == ["demo", "demo"]
+    day2 = listed[0]
+    assert day2["created"] > 0 and day2["updated"] > 0 and day2["deleted"] > 0
+    assert (tmp_path / "demo" / "fmw.toml").is_file()
