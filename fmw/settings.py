@@ -48,6 +48,7 @@ class SourceConfig:
     records_path: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     timeout_s: float = 60.0
+    allow_empty: bool = False
     identity: tuple[str, ...] = DEFAULT_IDENTITY
     columns: tuple[tuple[str, str], ...] = ()
     constants: tuple[tuple[str, str], ...] = ()
@@ -193,6 +194,7 @@ def parse_source(raw: Mapping[str, Any], index: int, base_dir: Path) -> SourceCo
         query=query, format=cast(Any, fmt), encoding=encoding, delimiter=delimiter,
         sheet=_get(raw, "sheet", str, where), records_path=_get(raw, "records_path", str, where),
         headers=_str_pairs(raw.get("headers"), f"{where}.headers"), timeout_s=float(timeout),
+        allow_empty=bool(_get(raw, "allow_empty", bool, where, False)),
         identity=identity, columns=columns, constants=constants,
     )
 

@@ -217,6 +217,16 @@ def _execute(conn: psycopg.Connection, settings: Settings, plan: SyncPlan, ctx: 
                       dry_run=plan.dry_run)
 
 
+def _refuse_empty_full_source(conn: psycopg.Connection, cfg: SourceConfig) -> None:
+    """A full source that suddenly delivers nothing would delete all its rows: refuse that."""
+    row = conn.execute("SELECT count(*) FROM features WHERE source = %s", (cfg.name,)).fetchone()
+    stored = int(row[0]) if row else 0
+    if stored:
+        raise SourceError(cfg.name, f"delivered no valid rows; refusing to delete its {stored:,} "
+                          "stored rows (set allow_empty = true on the source to allow this)",
+                          location=cfg.location)
+
+
 def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped: set[str],
                   tz: str, ctx: _RunContext, progress: Progress) -> None:
     """Read one source, COPY it into a raw temp table and normalise it into `stage`."""
@@ -244,6 +254,8 @@ def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped
     conn.execute(sql, params)
     conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
     bad = apply_mod.quarantine_invalid(conn, ctx.run_id, rank, raw) + reader_bad
+    if cfg.mode == "full" and rows_read == bad and not cfg.allow_empty:
+        _refuse_empty_full_source(conn, cfg)
     ctx.timed("stage", t1)
     stage_s = time.perf_counter() - t1
     progress.phase(label, total, stage_s)

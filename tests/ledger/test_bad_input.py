@@ -182,3 +182,20 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path):
     from fmw.settings import load_settings
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize(("allow_empty", "deleted"), [(False, None), (True, 40)])
+def test_full_source_that_suddenly_delivers_nothing_does_not_wipe_its_rows(
+        make_settings, tmp_path, allow_empty, deleted):
+    src = write_csv(tmp_path / "a.csv", good_rows())
+    extra = "allow_empty = true" if allow_empty else ""
+    s = make_settings(csv_source("a", src, extra=extra))
+    sync(s)
+    write_csv(src, [])  # header only: a broken export, or really empty
+    if deleted is None:
+        with pytest.raises(SyncFailed, match="refusing to delete its 40 stored rows"):
+            sync(s)
+        with connect(s) as conn:
+            assert len(features(conn)) == 40
+    else:
+        assert sync(s).counts["deleted"] == deleted
