@@ -84,6 +84,16 @@ class Settings:
     snapshots_dir: Path | None = None
     sources: tuple[SourceConfig, ...] = ()
     progress: bool = True
+    snapshot_keep: int = 5
+    snapshot_grace_hours: float = 24.0
+    changes_window_days: int = 90
+    duckdb_threads: int = 2
+    duckdb_memory_limit: str = "1GB"
+
+    @property
+    def snapshots_path(self) -> Path:
+        """Where snapshots are published (`snapshots_dir`, default `<data_dir>/snapshots`)."""
+        return self.snapshots_dir if self.snapshots_dir is not None else self.data_dir / "snapshots"
 
     @property
     def embedded(self) -> bool:
@@ -238,7 +248,8 @@ def load_settings(config: Path | str | None = None, data_dir: Path | str | None 
 def _build(raw: dict[str, Any], env: dict[str, str], cfg_path: Path | None, base_dir: Path,
            data_dir_arg: Path | str | None) -> Settings:
     known = {"data_dir", "database_url", "schema", "timezone", "max_bad_share", "snapshots_dir",
-             "sources", "progress"}
+             "sources", "progress", "snapshot_keep", "snapshot_grace_hours", "changes_window_days",
+             "duckdb_threads", "duckdb_memory_limit"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
@@ -285,11 +296,28 @@ def _build(raw: dict[str, Any], env: dict[str, str], cfg_path: Path | None, base
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"duplicate source name(s): {', '.join(dupes)}")
+    numbers = {}
+    for key, typ, low in (("snapshot_keep", int, 1), ("snapshot_grace_hours", float, 0),
+                          ("changes_window_days", int, 1), ("duckdb_threads", int, 1)):
+        value = pick(key, "FMW_" + key.upper())
+        if value is None:
+            continue
+        try:
+            numbers[key] = typ(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key} must be a {typ.__name__}, got {value!r}") from exc
+        if numbers[key] < low:
+            raise ConfigError(f"{key} must be at least {low}, got {value!r}")
+    mem = pick("duckdb_memory_limit", "FMW_DUCKDB_MEMORY_LIMIT")
+    if mem is not None:
+        if not re.match(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", str(mem), re.I):
+            raise ConfigError(f"duckdb_memory_limit must look like '1GB', got {mem!r}")
+        numbers["duckdb_memory_limit"] = str(mem)
     progress = raw.get("progress", True)
     if env.get("FMW_PROGRESS"):
         progress = env["FMW_PROGRESS"].lower() not in ("0", "false", "no", "off")
     return Settings(
         data_dir=data_dir.resolve(), config_path=cfg_path, database_url=url, schema=schema,
         timezone=tz, max_bad_share=share, snapshots_dir=snapshots_dir, sources=sources,
-        progress=bool(progress),
+        progress=bool(progress), **numbers,
     )
