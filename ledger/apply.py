@@ -54,7 +54,7 @@ def _build_incoming(conn: psycopg.Connection) -> int:
     return cur.rowcount
 
 
-def resolve(conn: psycopg.Connection, run_id: int, plan: SyncPlan) -> Resolution:
+def resolve(conn: psycopg.Connection, run_id: int, plan: SyncPlan, valid: int) -> Resolution:
     """Build `incoming`: one row per identity, quarantining duplicates and precedence losers.
 
     * The same identity twice in one source with different values: every such row is
@@ -64,9 +64,7 @@ def resolve(conn: psycopg.Connection, run_id: int, plan: SyncPlan) -> Resolution
     * With only some sources selected, an identity owned by an earlier-listed source that is
       not part of this run keeps its owner ('conflict').
     """
-    conn.execute("ANALYZE stage")
-    valid_row = conn.execute("SELECT count(*) FROM stage WHERE err IS NULL").fetchone()
-    valid = int(valid_row[0]) if valid_row else 0
+    conn.execute("ANALYZE stage")  # temp tables get no statistics otherwise
     incoming = _build_incoming(conn)
     duplicates = conflicts = 0
     if incoming < valid:
@@ -114,7 +112,7 @@ def resolve(conn: psycopg.Connection, run_id: int, plan: SyncPlan) -> Resolution
             {"run_sources": [s.name for s in plan.sources], "priority": list(plan.priority),
              "run_id": run_id},
         ).rowcount
-    for rank, _cfg in enumerate(plan.sources):
+    for rank, _cfg in enumerate(plan.sources if duplicates or conflicts else ()):
         conn.execute(
             f"""UPDATE run_errors e SET raw = to_jsonb(r) - '__row'
             FROM {quote_ident(f'raw_{rank}')} r
@@ -122,9 +120,11 @@ def resolve(conn: psycopg.Connection, run_id: int, plan: SyncPlan) -> Resolution
               AND e.kind IN ('duplicate', 'conflict') AND r."__row" = e.row_no""",
             (run_id, _cfg.name),
         )
-    count = conn.execute("SELECT count(*) FROM incoming").fetchone()
-    conn.execute("ALTER TABLE incoming ADD PRIMARY KEY (identity_hash)")
-    return Resolution(incoming=int(count[0]) if count else 0, duplicates=duplicates,
+    if incoming < valid or plan.partial_selection:
+        count = conn.execute("SELECT count(*) FROM incoming").fetchone()
+        incoming = int(count[0]) if count else 0
+    conn.execute("ANALYZE incoming")
+    return Resolution(incoming=incoming, duplicates=duplicates,
                       conflicts=conflicts)
 
 

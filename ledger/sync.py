@@ -150,6 +150,7 @@ class _RunContext:
     source_stats: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     finished: bool = False
+    valid: int = 0  # staged rows that passed validation
 
     def timed(self, name: str, started: float) -> None:
         self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - started, 3)
@@ -173,7 +174,7 @@ def _execute(conn: psycopg.Connection, settings: Settings, plan: SyncPlan, ctx: 
         _stage_source(conn, cfg, rank, mapped, settings.timezone, ctx, progress)
 
     t0 = time.perf_counter()
-    outcome = apply_mod.resolve(conn, run_id, plan)
+    outcome = apply_mod.resolve(conn, run_id, plan, ctx.valid)
     ctx.counts["conflicts"] = outcome.conflicts
     ctx.counts["rows_bad"] += outcome.duplicates
     ctx.timed("resolve", t0)
@@ -253,7 +254,9 @@ def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped
     conn.execute("SELECT set_config('TimeZone', %s, true)", (tz,))
     conn.execute(sql, params)
     conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
-    bad = apply_mod.quarantine_invalid(conn, ctx.run_id, rank, raw) + reader_bad
+    invalid = apply_mod.quarantine_invalid(conn, ctx.run_id, rank, raw)
+    ctx.valid += total - invalid
+    bad = invalid + reader_bad
     if cfg.mode == "full" and rows_read == bad and not cfg.allow_empty:
         _refuse_empty_full_source(conn, cfg)
     ctx.timed("stage", t1)
