@@ -66,9 +66,7 @@ class SourceConfig:
         """Human-readable location used in error messages."""
         if self.path is not None:
             return str(self.path)
-        if self.kind == "sql":
-            return _redact_url(self.url or "")
-        return self.url or ""
+        return _redact_url(self.url or "")  # never show a password in a message
 
 
 @dataclass(frozen=True)
