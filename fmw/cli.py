@@ -10,11 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fmw import render
+from fmw import cli_api, cli_deploy, cli_lake, cli_ops, cli_ui, render
 from fmw.errors import FmwError
 from fmw.settings import Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+#: Commands of the other rooms, each module registering its own subcommands.
+ROOM_COMMANDS = (cli_lake, cli_api, cli_ops, cli_deploy, cli_ui)
 
 
 def _iso_datetime(text: str) -> datetime:
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", action="append", metavar="NAME", help="only this source (repeatable)")
     s.add_argument("--dry-run", action="store_true", help="compute and report, then roll back")
     s.add_argument("--no-progress", action="store_true", help="no live progress display")
+    s.add_argument("--no-snapshot", action="store_true", help="do not publish a snapshot after it")
     s.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_sync)
 
@@ -81,8 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file", nargs="?", type=Path)
     s.set_defaults(func=cmd_mccmnc_load)
 
+    for room in ROOM_COMMANDS:
+        room.register(sub)
+
     s = sub.add_parser("demo", help="generate sample sources, sync them twice and show the result")
     s.add_argument("--dir", type=Path, help="where to write the demo (default: <data_dir>/demo)")
+    s.add_argument("--no-up", action="store_true",
+                   help="do not start the API and explorer afterwards (default when not on a terminal)")
     s.set_defaults(func=cmd_demo)
     return p
 
@@ -141,13 +149,15 @@ def _ready(settings: Settings) -> Any:
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.sync import plan_sync, run_sync
+    from ledger.sync import plan_sync
+    from scheduler.jobs import sync_and_publish
     plan = plan_sync(settings, args.source, trigger=args.trigger, dry_run=args.dry_run)
     show = settings.progress and not args.no_progress and sys.stderr.isatty()
     with render.SyncProgress(enabled=show) as progress:
-        result = run_sync(settings, plan, progress)
-    render.sync_result(result)
-    return 0
+        job = sync_and_publish(settings, plan, progress, publish=not args.no_snapshot)
+    render.sync_result(job.sync)
+    render.snapshot_line(job)
+    return 0 if job.snapshot_error is None else 6
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
@@ -211,7 +221,7 @@ def cmd_mccmnc_load(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from fmw.demo import run_demo
-    return run_demo(settings, args.dir)
+    return run_demo(settings, args.dir, up=not args.no_up)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,14 +31,15 @@ def write_demo_config(settings: Settings, target: Path) -> Path:
     return cfg
 
 
-def run_demo(settings: Settings, demo_dir: Path | None) -> int:
+def run_demo(settings: Settings, demo_dir: Path | None, up: bool = True) -> int:
     """Run the whole demo; returns the exit code."""
     from ledger import runs
     from ledger.db import connect
     from ledger.demo import DEMO_ALIASES, write_demo_change_set
     from ledger.refdata import load_mcc_mnc, set_aliases
     from ledger.schema import upgrade
-    from ledger.sync import plan_sync, run_sync
+    from ledger.sync import plan_sync
+    from scheduler.jobs import sync_and_publish
 
     target = (demo_dir or settings.data_dir / "demo").resolve()
     cfg = write_demo_config(settings, target)
@@ -61,9 +62,10 @@ def run_demo(settings: Settings, demo_dir: Path | None) -> int:
             write_demo_change_set(target, seed=8)
         render.out(f"{step}. {label}")
         with render.SyncProgress(enabled=show) as progress:
-            result = run_sync(demo, plan_sync(demo, trigger="demo"), progress)
-        render.sync_result(result)
-        ids.append(result.run_id)
+            job = sync_and_publish(demo, plan_sync(demo, trigger="demo"), progress)
+        render.sync_result(job.sync)
+        render.snapshot_line(job)
+        ids.append(job.sync.run_id)
     with connect(demo) as conn:
         render.runs_table(runs.list_runs(conn, 5))
         run1 = runs.get_run(conn, ids[0])
@@ -74,4 +76,10 @@ def run_demo(settings: Settings, demo_dir: Path | None) -> int:
     render.out(f'  fmw --config "{cfg}" runs')
     render.out(f'  fmw --config "{cfg}" changes --run {ids[1]}')
     render.out(f'  fmw --config "{cfg}" db url      # psql / pg_dump / DBeaver')
+    render.out(f'  fmw --config "{cfg}" sql "SELECT status, count(*) FROM features GROUP BY 1"')
+    render.out(f'  fmw --config "{cfg}" up          # the API and the explorer')
+    if up and sys.stdin.isatty():
+        from fmw.cli_ui import run_up
+        render.out("")
+        return run_up(demo, open_note="Open the explorer in your browser; Ctrl+C stops both.")
     return 0

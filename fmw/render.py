@@ -120,3 +120,18 @@ def changes_table(rows: list[dict[str, Any]]) -> None:
         t.add_row(str(c["id"]), str(c["run_id"]), c["op"], c["feature_group"], ident,
                   ", ".join(c["changed_fields"] or []), f"{c['changed_at']:%Y-%m-%d %H:%M}")
     console.print(t)
+
+
+def rows_table(columns: list[str], rows: list[dict[str, Any]]) -> None:
+    t = Table(*columns)
+    for r in rows:
+        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    console.print(t)
+
+
+def snapshot_line(job: Any) -> None:
+    """What happened to the snapshot after a sync (`scheduler.jobs.JobResult`)."""
+    if job.snapshot is not None:
+        out(f"published snapshot v{job.snapshot.version:06d}")
+    elif job.snapshot_error:
+        error(f"the sync was applied but no snapshot was published: {job.snapshot_error}")

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from fmw.errors import ConfigError
+from fmw.tunables import NAMES as TUNABLE_NAMES
+from fmw.tunables import parse_tunables
 
 SyncMode = Literal["full", "incremental"]
 SourceKind = Literal["csv", "xlsx", "json", "jsonl", "parquet", "sql", "http"]
@@ -82,11 +84,69 @@ class Settings:
     snapshots_dir: Path | None = None
     sources: tuple[SourceConfig, ...] = ()
     progress: bool = True
+    # Simple settings parsed through fmw.tunables (FMW_<NAME> in the environment).
     snapshot_keep: int = 5
     snapshot_grace_hours: float = 24.0
     changes_window_days: int = 90
     duckdb_threads: int = 2
     duckdb_memory_limit: str = "1GB"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_allow_public_bind: bool = False
+    api_threads: int = 8
+    api_connection_limit: int = 200
+    api_channel_timeout_s: int = 120
+    api_trusted_proxy: str | None = None
+    api_allow_loopback: bool = True
+    api_allowlist_refresh_s: float = 30.0
+    api_dev_rate_per_minute: int = 120
+    api_max_body_bytes: int = 1_048_576
+    api_max_query_chars: int = 8192
+    api_response_cache_mb: float = 64.0
+    api_export_cache_mb: float = 4096.0
+    api_warm_downloads: bool = True
+    schedule_cron: str = "0 6 * * *"
+    schedule_interval_minutes: float = 0.0
+    schedule_timezone: str | None = None
+    schedule_misfire_grace_s: int = 3600
+    schedule_catch_up: bool = True
+    sync_retries: int = 3
+    sync_retry_delay_s: float = 30.0
+    sync_retry_max_delay_s: float = 600.0
+    sla_check_interval_s: float = 60.0
+    sla_webhook_url: str | None = None
+    sla_webhook_timeout_s: float = 10.0
+    sla_notify_resolved: bool = True
+    service_stop_grace_s: float = 20.0
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 8501
+    ui_base_url_path: str = ""
+    ui_allow_public_bind: bool = False
+    ui_stale_hours: float = 26.0
+    ui_sql_max_rows: int = 10_000
+    ui_sql_timeout_s: float = 30.0
+    ui_api_url: str | None = None
+    ui_page_size: int = 100
+    ui_usage_flush_s: float = 60.0
+    ui_team_size: int = 20
+    nginx_listen: str = "0.0.0.0"
+    nginx_port: int = 80
+    nginx_server_name: str = "_"
+    nginx_conf: str = "deploy/nginx/fmw.conf"
+    nginx_exe: str = "nginx"
+    nginx_prefix: str | None = None
+    nginx_main_conf: str | None = None
+    nginx_reload: bool = False
+    nginx_allow_loopback: bool = True
+    nginx_dev_rate_per_minute: int = 60
+    backup_dir: str | None = None
+    backup_keep_days: float = 14.0
+    backup_keep_count: int = 7
+    pg_bin_dir: str | None = None
+    smoke_url: str | None = None
+    smoke_key_file: str | None = None
+    snapshot_max_age_hours: float = 26.0
+    disk_min_free_gb: float = 5.0
 
     @property
     def snapshots_path(self) -> Path:
@@ -246,8 +306,7 @@ def load_settings(config: Path | str | None = None, data_dir: Path | str | None 
 def _build(raw: dict[str, Any], env: dict[str, str], cfg_path: Path | None, base_dir: Path,
            data_dir_arg: Path | str | None) -> Settings:
     known = {"data_dir", "database_url", "schema", "timezone", "max_bad_share", "snapshots_dir",
-             "sources", "progress", "snapshot_keep", "snapshot_grace_hours", "changes_window_days",
-             "duckdb_threads", "duckdb_memory_limit"}
+             "sources", "progress"} | TUNABLE_NAMES
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
@@ -294,23 +353,7 @@ def _build(raw: dict[str, Any], env: dict[str, str], cfg_path: Path | None, base
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"duplicate source name(s): {', '.join(dupes)}")
-    numbers = {}
-    for key, typ, low in (("snapshot_keep", int, 1), ("snapshot_grace_hours", float, 0),
-                          ("changes_window_days", int, 1), ("duckdb_threads", int, 1)):
-        value = pick(key, "FMW_" + key.upper())
-        if value is None:
-            continue
-        try:
-            numbers[key] = typ(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{key} must be a {typ.__name__}, got {value!r}") from exc
-        if numbers[key] < low:
-            raise ConfigError(f"{key} must be at least {low}, got {value!r}")
-    mem = pick("duckdb_memory_limit", "FMW_DUCKDB_MEMORY_LIMIT")
-    if mem is not None:
-        if not re.match(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", str(mem), re.I):
-            raise ConfigError(f"duckdb_memory_limit must look like '1GB', got {mem!r}")
-        numbers["duckdb_memory_limit"] = str(mem)
+    numbers = parse_tunables(pick)
     progress = raw.get("progress", True)
     if env.get("FMW_PROGRESS"):
         progress = env["FMW_PROGRESS"].lower() not in ("0", "false", "no", "off")

@@ -17,6 +17,8 @@
         tmp/
             v000124.<pid>.<random>/         a version being written; never read; removed on failure
                                             or by the next publish
+            deleting-v000118.<random>/      a version retention retired (moved here in one rename,
+                                            then deleted; retried by the next publish)
 
 A published version folder is never modified. Readers resolve CURRENT.json once per query (or
 pin a version) and read only inside that version's folder, so they always see one whole version.
@@ -43,6 +45,11 @@ MANIFEST = "manifest.json"
 TABLES = ("features", "changes", "runs", "daily_counts", "name_map", "mcc_mnc_map")
 PARTITION_COLUMN = "feature_group"
 _VERSION_RE = re.compile(r"^v(\d{6,})$")
+_WORK_RE = re.compile(r"^v(\d{6,})\.(\d+)\.([0-9a-f]+)$")
+#: Prefix of a retired version moved into tmp/ by retention before it is deleted.
+TRASH_PREFIX = "deleting-"
+#: Feature groups become folder names; the ledger only accepts groups matching this.
+GROUP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class SnapshotError(FmwError):
@@ -57,6 +64,17 @@ def version_name(version: int) -> str:
 def parse_version_name(name: str) -> int | None:
     m = _VERSION_RE.match(name)
     return int(m.group(1)) if m else None
+
+
+def work_name(version: int, pid: int, token: str) -> str:
+    """Name of the tmp/ folder a version is written in: ``v000124.<pid>.<random hex>``."""
+    return f"{version_name(version)}.{pid}.{token}"
+
+
+def parse_work_name(name: str) -> tuple[int, int] | None:
+    """``"v000124.4711.ab12"`` -> ``(124, 4711)`` (version, writer pid); None for other names."""
+    m = _WORK_RE.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,19 @@ class Layout:
         if table not in TABLES:
             raise SnapshotError(f"unknown snapshot table {table!r}; valid: {', '.join(TABLES)}")
         return self.version_dir(version) / table
+
+    def highest_on_disk(self) -> int:
+        """The highest version number used by any folder in versions/ or tmp/ (0 if none)."""
+        found = [0]
+        for folder, parse in ((self.versions_dir, parse_version_name), (self.tmp_dir, parse_work_name)):
+            if folder.is_dir():
+                for p in folder.iterdir():
+                    got = parse(p.name)
+                    if isinstance(got, tuple):
+                        found.append(got[0])
+                    elif got is not None:
+                        found.append(got)
+        return max(found)
 
     def versions(self) -> list[int]:
         """Published versions (folders with a manifest), oldest first."""

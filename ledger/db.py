@@ -7,6 +7,7 @@ the next command reuses it; ``fmw db stop`` stops it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import warnings
@@ -75,14 +76,28 @@ def database_url(settings: Settings) -> str:
 
 
 def stop_embedded(settings: Settings) -> bool:
-    """Stop the embedded server if it runs. Returns True if one was stopped."""
-    if not settings.embedded or not (settings.pg_dir / "PG_VERSION").exists():
+    """Stop the embedded server if it runs. Returns True if one was stopped.
+
+    Uses pg_ctl directly: pgserver's own handle would not stop a server it started with
+    ``cleanup_mode=None`` (which is how FMW starts it, so it outlives each command).
+    """
+    pg_dir = settings.pg_dir
+    if not settings.embedded or not (pg_dir / "postmaster.pid").exists():
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
-        server = pgserver.get_server(settings.pg_dir, cleanup_mode="stop")
-    server.cleanup()
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+    server = pgserver.get_server(pg_dir, cleanup_mode=None)
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_dir, user=server.system_user)
+    except Exception as exc:  # already stopped between the check and the call
+        log.info("embedded PostgreSQL in %s did not stop cleanly: %s", pg_dir, exc)
+        return False
+    finally:
+        # Forget the handle so a later start in this process starts the server again.
+        atexit.unregister(server._cleanup)
+        pgserver.PostgresServer._instances.pop(pg_dir.resolve(), None)
     return True
 
 

@@ -92,7 +92,7 @@ def require_current(conn: psycopg.Connection, schema: str) -> None:
 
 
 LEDGER_TABLES = ("features", "changes", "runs", "run_errors", "daily_counts", "name_map",
-                 "mcc_mnc_map")
+                 "mcc_mnc_map", "snapshots")
 
 
 def table_counts(conn: psycopg.Connection) -> dict[str, int]:

@@ -38,7 +38,12 @@ def test_source_paths_are_relative_to_the_config_file(tmp_path):
     ("", {"FMW_MAX_BAD_SHARE": "lots"}, "max_bad_share must be a number"),
     ("database_url = \"sqlite:///x.db\"\n", {}, "must be a postgresql:// URL"),
     ("snapshot_keep = 0\n", {}, "snapshot_keep must be at least 1"),
-    ("duckdb_memory_limit = \"lots\"\n", {}, "duckdb_memory_limit must look like"),
+    ("duckdb_memory_limit = \"lots\"\n", {}, "duckdb_memory_limit must be like '1GB'"),
+    ("api_port = 70000\n", {}, "api_port must be at most 65535"),
+    ("api_threads = \"many\"\n", {}, "api_threads must be a whole number"),
+    ("", {"FMW_API_ALLOW_PUBLIC_BIND": "maybe"}, "api_allow_public_bind must be true or false"),
+    ("api_trusted_proxy = \"10.0.0.1\"\n", {}, "api_trusted_proxy must be the exact proxy"),
+    ("sla_webhook_url = \"ftp://x\"\n", {}, "sla_webhook_url must be an http(s) URL"),
     ("sources = 3\n", {}, "sources must be an array of tables"),
     ("not toml ===\n", {}, "not valid TOML"),
     ('[[sources]]\nname = "a b"\nkind = "csv"\npath = "x"\n', {}, "name must be 1-64 letters"),
@@ -71,3 +76,23 @@ def test_passwords_never_appear_in_source_locations(tmp_path):
                        'url = "postgresql+psycopg://u:pw@h/db"\n')
     assert [src.location for src in s.sources] == ["https://u:***@h/x",
                                                    "postgresql+psycopg://u:***@h/db"]
+
+
+def test_every_tunable_is_a_settings_field_and_documented():
+    import dataclasses
+    from pathlib import Path
+
+    from fmw.settings import Settings
+    from fmw.tunables import TUNABLES
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for t in TUNABLES:
+        assert t.name in fields, t.name
+        assert f"`{t.name}`" in readme, f"{t.name} is not documented in README.md"
+
+
+def test_tunables_from_the_environment_are_typed(tmp_path):
+    s = load(tmp_path, "api_port = 9000\n", FMW_API_THREADS="4", FMW_API_WARM_DOWNLOADS="off",
+             FMW_SLA_WEBHOOK_URL="http://127.0.0.1:9/hook", FMW_SCHEDULE_TIMEZONE="none")
+    assert (s.api_port, s.api_threads, s.api_warm_downloads) == (9000, 4, False)
+    assert s.sla_webhook_url == "http://127.0.0.1:9/hook" and s.schedule_timezone is None

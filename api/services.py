@@ -1,0 +1,104 @@
+"""The collaborators `create_app` is built from, and the API's settings with their defaults.
+
+API settings are read with `getattr(settings, name, default)` so this module works whether or
+not `fmw.settings.Settings` declares them yet (see `api_setting`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.exports import ExportCache
+from api.gateway import LedgerGateway
+from api.launcher import SyncLauncher
+from api.metrics import Metrics
+from api.respcache import ResponseCache
+from api.security import AllowList, RateLimiter
+from fmw.settings import Settings
+from query.snapshot import Resolver
+
+#: name -> default of every setting the API reads.
+API_DEFAULTS: dict[str, Any] = {
+    "api_host": "127.0.0.1",
+    "api_port": 8000,
+    "api_allow_public_bind": False,
+    "api_threads": 8,
+    "api_connection_limit": 200,
+    "api_channel_timeout_s": 120,
+    "api_trusted_proxy": None,
+    "api_allow_loopback": True,
+    "api_allowlist_refresh_s": 30.0,
+    "api_dev_rate_per_minute": 120,
+    "api_max_body_bytes": 1_048_576,
+    "api_max_query_chars": 8192,
+    "api_response_cache_mb": 64,
+    "api_export_cache_mb": 4096,
+    "api_warm_downloads": True,
+}
+
+
+def api_setting(settings: Settings, name: str) -> Any:
+    value = getattr(settings, name, None)
+    return API_DEFAULTS[name] if value is None else value
+
+
+def _no_scheduler() -> dict[str, Any]:
+    return {"status": "not configured", "detail": "no scheduler runs in this process"}
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    gateway: LedgerGateway
+    allow_list: AllowList
+    dev_rate: RateLimiter
+    metrics: Metrics
+    launcher: SyncLauncher
+    snapshots: Resolver
+    reader: Any = None  # the query layer's reader for v1 (see api.v1)
+    responses: ResponseCache | None = None
+    exports: ExportCache | None = None
+    scheduler_status: Callable[[], dict[str, Any]] = _no_scheduler
+    clock: Callable[[], float] = field(default=time.time)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait for a background sync to finish, then close the query engine."""
+        self.launcher.join(timeout)
+        close = getattr(self.reader, "close", None)
+        if close is not None:
+            close()
+
+
+def build_services(settings: Settings, **overrides: Any) -> Services:
+    """The production collaborators for `settings`; keyword arguments replace any of them."""
+    gateway = overrides.pop("gateway", None) or LedgerGateway(settings)
+    allow = overrides.pop("allow_list", None) or AllowList(
+        gateway.allow_list, refresh_s=float(api_setting(settings, "api_allowlist_refresh_s")),
+        allow_loopback=bool(api_setting(settings, "api_allow_loopback")),
+        backup=settings.data_dir / "api" / "allow_list.json",
+    )
+    rate = overrides.pop("dev_rate", None) or RateLimiter(
+        float(api_setting(settings, "api_dev_rate_per_minute")))
+    reader = overrides.pop("reader", None)
+    if reader is None:
+        from api.v1 import make_reader
+        reader = make_reader(settings)
+    resolver = overrides.pop("snapshots", None) or getattr(reader, "resolver", None) or Resolver(
+        settings.snapshots_path)
+    svc = Services(
+        settings=settings, gateway=gateway, allow_list=allow, dev_rate=rate,
+        metrics=overrides.pop("metrics", None) or Metrics(),
+        launcher=overrides.pop("launcher", None) or SyncLauncher(settings, gateway),
+        snapshots=resolver, reader=reader,
+        responses=overrides.pop("responses", None) or ResponseCache(
+            int(float(api_setting(settings, "api_response_cache_mb")) * 1024 * 1024)),
+        exports=overrides.pop("exports", None) or ExportCache(
+            settings.data_dir / "api" / "exports",
+            int(float(api_setting(settings, "api_export_cache_mb")) * 1024 * 1024)),
+        **overrides,
+    )
+    allow.load()
+    return svc

@@ -1,0 +1,121 @@
+"""CLI commands of the HTTP API: `fmw serve`, `fmw apikey create|list|revoke`, `fmw audit verify`.
+
+`register(subparsers)` adds them to the `fmw` parser (see fmw/cli.py); each handler is a thin
+front over `api.server`, `ledger.access` and `ledger.audit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from typing import Any
+
+from fmw import render
+from fmw.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    """Add serve, apikey and audit to the `fmw` subparsers."""
+    s = subparsers.add_parser("serve", help="run the HTTP API (waitress), 127.0.0.1:8000 by default")
+    s.add_argument("--host", help="address to listen on (default: api_host, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default: api_port, 8000)")
+    s.set_defaults(func=cmd_serve)
+
+    ak = subparsers.add_parser("apikey", help="API keys for the dev API").add_subparsers(
+        dest="apikey_cmd", required=True)
+    s = ak.add_parser("create", help="create a key and print it (shown only once)")
+    s.add_argument("name", help="who or what uses the key, e.g. 'ops-laptop'")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_apikey_create)
+    s = ak.add_parser("list", help="keys (never their secrets)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_apikey_list)
+    s = ak.add_parser("revoke", help="revoke a key by id or prefix")
+    s.add_argument("key", help="key id or prefix (from `fmw apikey list`)")
+    s.set_defaults(func=cmd_apikey_revoke)
+
+    au = subparsers.add_parser("audit", help="the dev API audit log").add_subparsers(
+        dest="audit_cmd", required=True)
+    s = au.add_parser("verify", help="check the audit log's hash chain (exit 1 when broken)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_audit_verify)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from api.server import serve
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(settings, args.host, args.port)
+    return 0
+
+
+
+def _ready(settings: Settings) -> Any:
+    from ledger.db import connect
+    from ledger.schema import require_current
+    conn = connect(settings, autocommit=True)
+    try:
+        require_current(conn, settings.schema)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.access import create_key
+    with _ready(settings) as conn:
+        made = create_key(conn, args.name)
+    if args.json:
+        print(json.dumps({"id": made.key.id, "name": made.key.name, "prefix": made.key.prefix,
+                          "key": made.secret}))
+    else:
+        render.out(f"API key {made.key.id} ({made.key.name}), shown only this once:")
+        print(made.secret)
+        render.out("use it as `Authorization: Bearer <key>`; revoke with "
+                   f"`fmw apikey revoke {made.key.prefix}`")
+    return 0
+
+
+def cmd_apikey_list(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.access import list_keys
+    with _ready(settings) as conn:
+        keys = list_keys(conn)
+    if args.json:
+        print(json.dumps([{**k.__dict__, **{f: (getattr(k, f).isoformat() if getattr(k, f)
+                                                 else None) for f in
+                                             ("created_at", "last_used_at", "revoked_at")}}
+                          for k in keys]))
+        return 0
+    if not keys:
+        render.out("no API keys; create one with `fmw apikey create NAME`")
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        used = f"last used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never used"
+        render.out(f"{k.id:>4}  {k.prefix}  {k.name:<24} created {k.created_at:%Y-%m-%d %H:%M}"
+                   f"  {used}  {state}")
+    return 0
+
+
+def cmd_apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.access import revoke_key
+    with _ready(settings) as conn:
+        k = revoke_key(conn, args.key)
+    render.out(f"revoked API key {k.id} ({k.name}, {k.prefix})")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.audit import verify_chain
+    with _ready(settings) as conn:
+        v = verify_chain(conn)
+    if args.json:
+        print(json.dumps({"ok": v.ok, "rows": v.rows, "head_seq": v.head_seq,
+                          "head_hash": v.head_hash, "problems": list(v.problems)}))
+    elif v.ok:
+        render.out(f"audit log intact: {v.rows:,} rows, head {v.head_seq} {v.head_hash}")
+    else:
+        for p in v.problems:
+            render.error(p)
+        render.error(f"audit log BROKEN: {len(v.problems)} problem(s) in {v.rows:,} rows")
+    return 0 if v.ok else 1

@@ -1,0 +1,122 @@
+"""The audit log of dev API calls: an append-only hash chain, and its verification.
+
+Row n's hash is SHA-256 over a canonical JSON array of its own fields (seq, time, client, key,
+method, path, query, status, detail) and row n-1's hash; row 1 chains to 64 zeros. ``seq`` is
+gapless and `audit_head` holds the newest (seq, hash), so an edited row, a deleted row in the
+middle and rows cut off the end are all detected by `verify_chain`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """What the API records about one dev call."""
+
+    client: str
+    method: str
+    path: str
+    query: str
+    status: int
+    key_id: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    ok: bool
+    rows: int
+    head_seq: int
+    head_hash: str
+    problems: tuple[str, ...]
+
+
+def row_hash(seq: int, at: datetime, e: AuditEntry, prev_hash: str) -> str:
+    """The hash of one row (the reference definition; `verify_chain` recomputes it)."""
+    payload = [seq, at.astimezone(UTC).isoformat(timespec="microseconds"), e.client, e.key_id,
+               e.method, e.path, e.query, e.status, e.detail, prev_hash]
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def append(conn: psycopg.Connection, entry: AuditEntry) -> int:
+    """Append one row to the chain; returns its seq.
+
+    The exclusive table lock serialises concurrent writers (API threads, processes) so each
+    row links to the true previous one; it is held only for this short transaction.
+    """
+    with conn.transaction():
+        conn.execute("LOCK TABLE audit_head IN EXCLUSIVE MODE")
+        head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS)
+        at = datetime.now(UTC)
+        h = row_hash(seq, at, entry, prev)
+        conn.execute(
+            "INSERT INTO audit_log (seq, at, client, key_id, method, path, query, status, detail, "
+            "prev_hash, hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (seq, at, entry.client, entry.key_id, entry.method, entry.path, entry.query,
+             entry.status, entry.detail, prev, h),
+        )
+        conn.execute(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash", (seq, h),
+        )
+    return seq
+
+
+def verify_chain(conn: psycopg.Connection, max_problems: int = 20) -> AuditVerification:
+    """Walk the whole chain in seq order and recompute every hash (streams; constant memory)."""
+    problems: list[str] = []
+    expected_seq, prev, rows = 1, GENESIS, 0
+
+    def note(msg: str) -> None:
+        if len(problems) < max_problems:
+            problems.append(msg)
+
+    with conn.transaction():
+        # one consistent snapshot: rows and head as they were at one instant
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        cur = conn.cursor(name="audit_verify")
+        cur.itersize = 5000
+        cur.execute("SELECT seq, at, client, key_id, method, path, query, status, detail, "
+                    "prev_hash, hash FROM audit_log ORDER BY seq")
+        for r in cur:
+            rows += 1
+            seq, at, stored_prev, stored = int(r[0]), r[1], str(r[9]), str(r[10])
+            entry = AuditEntry(client=r[2], key_id=r[3], method=r[4], path=r[5], query=r[6],
+                               status=int(r[7]), detail=r[8])
+            if seq != expected_seq:
+                note(f"rows {expected_seq}..{seq - 1} are missing (deleted)"
+                     if seq > expected_seq else f"row {seq} is out of order")
+            if stored_prev != prev:
+                note(f"row {seq}: does not link to the row before it (a row was deleted or "
+                     "changed before it)")
+            if row_hash(seq, at, entry, stored_prev) != stored:
+                note(f"row {seq}: content does not match its hash (the row was changed)")
+            expected_seq, prev = seq + 1, stored
+        cur.close()
+    head_seq, head_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    if head_seq != expected_seq - 1 or head_hash != prev:
+        note(f"the chain ends at row {expected_seq - 1} but the head says row {head_seq} "
+             "(rows were deleted from the end, or the head was changed)")
+    return AuditVerification(ok=not problems, rows=rows, head_seq=head_seq, head_hash=head_hash,
+                             problems=tuple(problems))
+
+
+def recent(conn: psycopg.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest rows, newest first."""
+    cur = conn.execute("SELECT seq, at, client, key_id, method, path, query, status, detail, hash "
+                       "FROM audit_log ORDER BY seq DESC LIMIT %s", (limit,))
+    names = [d.name for d in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

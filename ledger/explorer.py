@@ -1,0 +1,105 @@
+"""What the Streamlit explorer writes to and reads from the ledger: page views (the adoption
+KPI, weekly active users) and the open SLA violations shown on Home.
+
+The explorer never needs PostgreSQL to show data (it reads snapshots); these calls run in its
+background thread and a failure only leaves the figures out of date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import psycopg
+
+#: Distinct clients over this many days ending today make one "weekly active users" figure.
+WEEK = 7
+MAX_TEXT = 200
+
+
+@dataclass(frozen=True)
+class ViewCount:
+    """`views` page views of `page` from `client` (an address) on `day` (in the FMW time zone)."""
+
+    day: date
+    client: str
+    page: str
+    views: int
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    day: date
+    views: int
+    clients: int
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """Per day (oldest first, days without views included) and the weekly active users: distinct
+    clients over the 7 days ending `today`, and over the 7 days before."""
+
+    today: date
+    per_day: tuple[DayUsage, ...]
+    weekly_active: int
+    previous_weekly_active: int
+    clients_in_period: int
+
+
+@dataclass(frozen=True)
+class SlaViolation:
+    id: int
+    sla_name: str
+    kind: str
+    opened_at: datetime
+    observed: float | None
+    threshold: float | None
+    detail: str
+
+
+def record_page_views(conn: psycopg.Connection, counts: Sequence[ViewCount]) -> int:
+    """Add `counts` to the stored per-day counts in one transaction; returns the rows touched."""
+    rows = [(c.day, c.client[:MAX_TEXT], c.page[:MAX_TEXT], c.views) for c in counts
+            if c.views > 0 and c.client.strip() and c.page.strip()]
+    if not rows:
+        return 0
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ui_page_views (day, client, page, views) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (day, client, page) DO UPDATE SET "
+            "views = ui_page_views.views + EXCLUDED.views, last_seen_at = now()",
+            rows,
+        )
+    return len(rows)
+
+
+def usage_summary(conn: psycopg.Connection, today: date, days: int = 28) -> UsageSummary:
+    """Views and distinct clients per day over `days` days ending `today`, and the WAU."""
+    first = today - timedelta(days=max(days, 2 * WEEK) - 1)
+    per = {r[0]: DayUsage(r[0], int(r[1]), int(r[2])) for r in conn.execute(
+        "SELECT day, sum(views), count(DISTINCT client) FROM ui_page_views "
+        "WHERE day BETWEEN %s AND %s GROUP BY day", (first, today)).fetchall()}
+    row = conn.execute(
+        "SELECT count(DISTINCT client) FILTER (WHERE day > %s), "
+        "count(DISTINCT client) FILTER (WHERE day <= %s AND day > %s), "
+        "count(DISTINCT client) FILTER (WHERE day > %s) "
+        "FROM ui_page_views WHERE day BETWEEN %s AND %s",
+        (today - timedelta(days=WEEK), today - timedelta(days=WEEK),
+         today - timedelta(days=2 * WEEK), today - timedelta(days=days), first, today),
+    ).fetchone()
+    assert row is not None
+    shown = [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
+    return UsageSummary(today, tuple(per.get(d, DayUsage(d, 0, 0)) for d in shown),
+                        int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+
+def open_sla_violations(conn: psycopg.Connection, limit: int = 50) -> list[SlaViolation]:
+    """Violations not closed yet, newest first (empty when the SLA table does not exist)."""
+    exists = conn.execute("SELECT to_regclass('sla_violations') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return []
+    rows = conn.execute(
+        "SELECT id, sla_name, kind, opened_at, observed, threshold, detail FROM sla_violations "
+        "WHERE closed_at IS NULL ORDER BY opened_at DESC LIMIT %s", (limit,)).fetchall()
+    return [SlaViolation(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]

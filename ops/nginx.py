@@ -1,0 +1,274 @@
+"""The Nginx front of FMW, rendered from the allow list: a pure function of its inputs.
+
+The rendered file (``fmw.conf``) belongs inside the ``http { }`` block of nginx.conf
+(``deploy/nginx/nginx.conf`` includes it). It publishes three paths and denies everything else:
+
+==================  ================  ==========================================================
+path                who               upstream
+==================  ================  ==========================================================
+``/streamlit/``     users and admins  the Streamlit explorer (websocket upgrade, long timeout)
+``/api/v1/``        users and admins  the read-only API
+``/api/dev/``       admins only       the dev API, rate limited per client address
+==================  ================  ==========================================================
+
+The client address is forwarded as ``X-Forwarded-For: $remote_addr`` (overwritten, never
+appended, so a client cannot smuggle an address in), and the API trusts that header only from
+127.0.0.1 (``api_trusted_proxy``), so both Nginx and the API apply the same allow list.
+Writing, checking and reloading live in `ops.nginx_run`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmw.errors import ConfigError, FmwError
+from fmw.settings import Settings
+from ledger.access import AllowEntry, Network
+from ops.config import ops_setting
+
+UI_PATH = "/streamlit/"
+V1_PATH = "/api/v1/"
+DEV_PATH = "/api/dev/"
+#: Streamlit keeps one websocket open per browser tab; an idle tab must not be cut off.
+UI_READ_TIMEOUT_S = 86_400
+#: Full exports (CSV/xlsx of every feature) can take minutes to stream.
+API_READ_TIMEOUT_S = 300
+DEV_BURST = 20
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "SAMEORIGIN"),
+    ("Referrer-Policy", "same-origin"),
+    ("Content-Security-Policy", "frame-ancestors 'self'"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
+LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.1/32"),
+                                 ipaddress.ip_network("::1/128"))
+_SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9_*.-]{1,253}( [A-Za-z0-9_*.-]{1,253})*$")
+
+
+class NginxError(FmwError):
+    """Nginx refused the configuration, or could not be run or reloaded."""
+
+    def __init__(self, action: str, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"nginx {action}: {reason}")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything besides the allow list that shapes the rendered file."""
+
+    listen: str = "0.0.0.0"
+    port: int = 80
+    server_name: str = "_"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 8501
+    allow_loopback: bool = True
+    dev_rate_per_minute: int = 60
+
+    @staticmethod
+    def from_settings(settings: Settings) -> ProxyConfig:
+        """Read the nginx_*, api_* and ui_* settings (see `ops.config`).
+
+        Raises:
+            ConfigError: a value is not usable in the Nginx file.
+        """
+        def num(name: str) -> int:
+            value = ops_setting(settings, name)
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+        cfg = ProxyConfig(
+            listen=str(ops_setting(settings, "nginx_listen")), port=num("nginx_port"),
+            server_name=str(ops_setting(settings, "nginx_server_name")),
+            api_host=str(ops_setting(settings, "api_host")), api_port=num("api_port"),
+            ui_host=str(ops_setting(settings, "ui_host")), ui_port=num("ui_port"),
+            allow_loopback=bool(ops_setting(settings, "nginx_allow_loopback")),
+            dev_rate_per_minute=num("nginx_dev_rate_per_minute"),
+        )
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raises ConfigError for a value that would break or change the file's meaning."""
+        for name, port in (("nginx_port", self.port), ("api_port", self.api_port),
+                           ("ui_port", self.ui_port)):
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"{name} must be 1-65535, got {port}")
+        if self.listen != "*":
+            _address("nginx_listen", self.listen)
+        for name, host in (("api_host", self.api_host), ("ui_host", self.ui_host)):
+            if host != "localhost":
+                _address(name, host)
+        if not _SERVER_NAME_RE.match(self.server_name):
+            raise ConfigError(f"nginx_server_name must be host names separated by single "
+                              f"spaces (or _), got {self.server_name!r}")
+        if not 1 <= self.dev_rate_per_minute <= 100_000:
+            raise ConfigError("nginx_dev_rate_per_minute must be 1-100000, got "
+                              f"{self.dev_rate_per_minute}")
+
+
+def _address(name: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        raise ConfigError(f"{name} must be an IP address, got {text!r}") from None
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _comment(text: str) -> str:
+    """A note made safe for a one-line Nginx comment."""
+    clean = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return clean[:80] + ("..." if len(clean) > 80 else "")
+
+
+def _net(net: Network) -> str:
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def _access(entries: Iterable[AllowEntry], roles: tuple[str, ...], loopback: bool,
+            indent: str) -> list[str]:
+    """allow lines for `roles` (most specific network first), loopback, then deny all."""
+    lines = []
+    for e in sorted((e for e in entries if e.role in roles),
+                    key=lambda e: (e.cidr.version, -e.cidr.prefixlen, int(e.cidr.network_address))):
+        note = f"  # {e.role}: {_comment(e.note)}" if e.note else f"  # {e.role}"
+        lines.append(f"{indent}allow {_net(e.cidr)};{note}")
+    if loopback:
+        lines += [f"{indent}allow {_net(n)};  # this machine (nginx_allow_loopback)" for n in LOOPBACK]
+    lines.append(f"{indent}deny all;")
+    return lines
+
+
+def _proxy_headers(indent: str) -> list[str]:
+    # A location with any proxy_set_header inherits none from the server block, so every
+    # location gets the whole set.
+    return [f"{indent}proxy_set_header {name} {value};" for name, value in (
+        ("Host", "$host"),
+        ("X-Forwarded-For", "$remote_addr"),  # overwrite: a client-sent chain is dropped
+        ("X-Forwarded-Proto", "$scheme"),
+        ("X-Real-IP", "$remote_addr"),
+        ("Forwarded", '""'),
+        ("X-Forwarded-Host", '""'),
+    )]
+
+
+def render(entries: Sequence[AllowEntry], cfg: ProxyConfig, *, schema: str = "fmw") -> str:
+    """The whole ``fmw.conf`` for this allow list (deterministic: same input, same text).
+
+    Args:
+        entries: the allow list (`ledger.access.load_allow_list`).
+        cfg: listen address, upstreams and limits.
+        schema: named in the header comment only.
+
+    Raises:
+        ConfigError: `cfg` holds a value Nginx would misread.
+    """
+    cfg.validate()
+    users = sum(1 for e in entries if e.role == "user")
+    admins = sum(1 for e in entries if e.role == "admin")
+    i1, i2 = "    ", "        "
+    out = [
+        "# FMW reverse proxy, generated by `fmw nginx render` from the allow list in PostgreSQL",
+        f"# (schema {schema!r}): {users} user and {admins} admin entries"
+        + ("; this machine is an admin address." if cfg.allow_loopback else "."),
+        "# Do not edit: it is rewritten whenever the allow list changes. Include it inside the",
+        "# http { } block of nginx.conf (deploy/nginx/nginx.conf does).",
+        "",
+        f"limit_req_zone $binary_remote_addr zone=fmw_dev:10m rate={cfg.dev_rate_per_minute}r/m;",
+        "",
+        "upstream fmw_api {",
+        f"{i1}server {_hostport(cfg.api_host, cfg.api_port)};",
+        f"{i1}keepalive 16;",
+        "}",
+        "",
+        "upstream fmw_ui {",
+        f"{i1}server {_hostport(cfg.ui_host, cfg.ui_port)};",
+        "}",
+        "",
+        "server {",
+        f"{i1}listen {_hostport(cfg.listen, cfg.port)};",
+        f"{i1}server_name {cfg.server_name};",
+        f"{i1}server_tokens off;",
+        f"{i1}client_max_body_size 1m;",
+        f"{i1}proxy_hide_header X-Powered-By;",
+        "",
+    ]
+    out += [f'{i1}add_header {name} "{value}" always;' for name, value in SECURITY_HEADERS]
+    all_roles = ("user", "admin")
+    out += ["", f"{i1}# The explorer (Streamlit, baseUrlPath = streamlit): users and admins.",
+            f"{i1}location = {UI_PATH.rstrip('/')} {{"]
+    out += _access(entries, all_roles, cfg.allow_loopback, i2)
+    out += [f"{i2}return 301 {UI_PATH};", f"{i1}}}", f"{i1}location {UI_PATH} {{"]
+    out += _access(entries, all_roles, cfg.allow_loopback, i2)
+    out += [f"{i2}proxy_pass http://fmw_ui;", f"{i2}proxy_http_version 1.1;"]
+    out += _proxy_headers(i2)
+    out += [f"{i2}proxy_set_header Upgrade $http_upgrade;",
+            f'{i2}proxy_set_header Connection "upgrade";',
+            f"{i2}proxy_read_timeout {UI_READ_TIMEOUT_S}s;",
+            f"{i2}proxy_send_timeout {UI_READ_TIMEOUT_S}s;",
+            f"{i2}proxy_buffering off;", f"{i1}}}", ""]
+    out += [f"{i1}# The read-only API: users and admins.", f"{i1}location {V1_PATH} {{"]
+    out += _access(entries, all_roles, cfg.allow_loopback, i2)
+    out += _api_proxy(i2) + [f"{i1}}}", ""]
+    out += [f"{i1}# The dev API: admins only (and an API key, checked by the API).",
+            f"{i1}location {DEV_PATH} {{"]
+    out += _access(entries, ("admin",), cfg.allow_loopback, i2)
+    out += [f"{i2}limit_req zone=fmw_dev burst={DEV_BURST} nodelay;",
+            f"{i2}limit_req_status 429;"]
+    out += _api_proxy(i2) + [f"{i1}}}", ""]
+    out += [f"{i1}# Everything else.", f"{i1}location / {{", f"{i2}deny all;", f"{i1}}}", "}", ""]
+    return "\n".join(out)
+
+
+def _api_proxy(indent: str) -> list[str]:
+    return ([f"{indent}proxy_pass http://fmw_api;", f"{indent}proxy_http_version 1.1;"]
+            + _proxy_headers(indent)
+            + [f'{indent}proxy_set_header Connection "";',
+               f"{indent}proxy_read_timeout {API_READ_TIMEOUT_S}s;",
+               f"{indent}proxy_buffering off;"])
+
+
+def main_conf(include: Path, work_dir: Path, *, daemon: bool = False,
+              user: str | None = None) -> str:
+    """A minimal nginx.conf that includes `include`, with every path inside `work_dir`.
+
+    Used to check a rendered file on its own (`nginx -t`) and to run a private Nginx in tests;
+    nothing in it needs root.
+    """
+    w = work_dir.as_posix()
+    lines = [
+        "worker_processes 1;",
+        f"daemon {'on' if daemon else 'off'};",
+        f'pid "{w}/nginx.pid";',
+        f'error_log "{w}/error.log" info;',
+    ]
+    if user:
+        lines.append(f"user {user};")
+    lines += [
+        "events { worker_connections 256; }",
+        "http {",
+        f'    access_log "{w}/access.log";',
+        f'    client_body_temp_path "{w}/client_body";',
+        f'    proxy_temp_path "{w}/proxy";',
+        f'    fastcgi_temp_path "{w}/fastcgi";',
+        f'    uwsgi_temp_path "{w}/uwsgi";',
+        f'    scgi_temp_path "{w}/scgi";',
+        f'    include "{include.as_posix()}";',
+        "}",
+        "",
+    ]
+    return "\n".join(lines)

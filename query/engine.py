@@ -1,0 +1,357 @@
+"""The one query API over published snapshots, shared by the HTTP API, the UI and the CLI.
+
+One in-memory DuckDB database per `Engine`; each thread gets its own cursor (``con.cursor()``),
+so a multi-threaded server can share one engine. Every call resolves the version first (the
+current one via CURRENT.json, cheap when unchanged) and reads only that version's files, so a
+result always comes from one whole version and a new publish is seen by the next call. DuckDB
+can read files only inside the snapshots folder, and its configuration is locked.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+
+from fmw.settings import Settings
+from lake.layout import TABLES, SnapshotError, version_name
+from query import analyst, diff, textrows
+from query.encoders import CONTENT_TYPES, encode
+from query.errors import (
+    BadCursor,
+    BadValue,
+    ExportError,
+    QueryError,
+    UnknownTable,
+    UnknownVersion,
+)
+from query.fields import JSON_COLUMNS, TableSchema
+from query.paging import CursorState, decode_cursor, encode_cursor
+from query.plan import DEFAULT_LIMIT, Prepared, QuerySpec, Statement, prepare
+from query.results import (
+    Diff,
+    Export,
+    Facet,
+    Facets,
+    FacetValue,
+    Result,
+    SqlResult,
+    Stream,
+    VersionInfo,
+)
+from query.schemas import describe, view_select
+from query.snapshot import Resolver, Snapshot
+from query.streams import open_stream
+
+BATCH_ROWS = 65_536
+MAX_FACET_TOP = 1000
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(root: Path, *, threads: int, memory_limit: str,
+            temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that can read files only under `root`, configuration locked.
+
+    `temp_dir` is where a sort bigger than `memory_limit` spills (default: ``.tmp`` in the
+    working directory, which for a service may be anywhere)."""
+    con = duckdb.connect(":memory:", config={
+        "threads": threads, "memory_limit": memory_limit,
+        "autoinstall_known_extensions": False, "autoload_known_extensions": False,
+    })
+    # These must be set after start-up, in this order, before the lock.
+    allowed = str(root).rstrip(os.sep) + os.sep
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
+    con.execute("SET GLOBAL parquet_metadata_cache = true")  # version files never change
+    if temp_dir is not None:
+        con.execute(f"SET GLOBAL temp_directory = {_literal(str(temp_dir))}")
+    con.execute(f"SET GLOBAL allowed_directories = [{_literal(allowed)}]")
+    con.execute("SET GLOBAL enable_external_access = false")
+    con.execute("SET GLOBAL lock_configuration = true")
+    return con
+
+
+class Engine:
+    """Read-only queries over the snapshots in ``settings.snapshots_path``.
+
+    Args:
+        settings: `snapshots_path`, `duckdb_threads`, `duckdb_memory_limit` and `data_dir`
+            (big sorts spill to ``data_dir/tmp/duckdb``) are used.
+        check: verify every version's checksums before first use (falls back when damaged).
+    """
+
+    def __init__(self, settings: Settings, *, check: bool = True) -> None:
+        self.root = settings.snapshots_path.expanduser().resolve()
+        self.threads = settings.duckdb_threads
+        self.resolver = Resolver(self.root, check=check)
+        self._con = connect(self.root, threads=settings.duckdb_threads,
+                            memory_limit=settings.duckdb_memory_limit,
+                            temp_dir=settings.data_dir / "tmp" / "duckdb")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._schemas: dict[tuple[int, str], TableSchema] = {}
+        self._views: set[int] = set()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close every thread's cursor and the database (open streams stop working)."""
+        with self._cursors_lock:
+            cursors, self._cursors = self._cursors, []
+        for cur in cursors:
+            cur.close()
+        self._con.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- versions ----------------------------------------------------------------------------
+
+    def snapshot(self, version: int | None = None, as_of: date | datetime | None = None
+                 ) -> Snapshot:
+        """The current snapshot, a pinned `version`, or the one valid `as_of` a date/time.
+
+        Raises:
+            NoSnapshot, UnknownVersion, CorruptSnapshot.
+        """
+        if version is not None and as_of is not None:
+            raise BadValue("version", version, "give version or as_of, not both")
+        if version is not None:
+            return self.resolver.pinned(version)
+        if as_of is not None:
+            return self.resolver.as_of(as_of)
+        return self.resolver.current()
+
+    def versions(self) -> list[VersionInfo]:
+        """Every kept version, newest first."""
+        try:
+            current: int | None = self.resolver.current().version
+        except QueryError:  # listing still works without a usable current version
+            current = None
+        out = []
+        for v in reversed(self.resolver.versions()):
+            try:
+                m = self.resolver.manifest(v)
+            except SnapshotError:  # damaged, or deleted by retention meanwhile
+                continue
+            rows = m.tables["features"].rows if "features" in m.tables else 0
+            out.append(VersionInfo(v, version_name(v), m.created_at, m.run_id, rows,
+                                   v == current))
+        return out
+
+    def groups(self, *, version: int | None = None, as_of: date | datetime | None = None
+               ) -> dict[str, int]:
+        """Feature groups and their row counts."""
+        return self.snapshot(version, as_of).groups()
+
+    def schema(self, table: str = "features", *, version: int | None = None,
+               as_of: date | datetime | None = None) -> TableSchema:
+        """The columns (name, DuckDB type, kind) of a table."""
+        return self._schema(self.snapshot(version, as_of), table)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def query(self, spec: QuerySpec | None = None, *, version: int | None = None,
+              as_of: date | datetime | None = None, count: bool = True) -> Result:
+        """One page of rows, the total count and the cursor of the next page.
+
+        Raises:
+            UnknownTable, UnknownField, UnknownOperator, BadValue, BadCursor, UnknownGroup,
+            UnknownVersion, NoSnapshot, CorruptSnapshot.
+        """
+        snap, prep = self._prepare(spec or QuerySpec(), version, as_of, page=True)
+        cur = self._cursor()
+        total = self._scalar(cur, prep.count()) if count else None
+        st = prep.page()
+        table = cur.sql(st.sql, params=st.params).to_arrow_table()
+        limit = prep.limit if prep.limit is not None else DEFAULT_LIMIT
+        next_cursor = None
+        if table.num_rows > limit:
+            last = limit - 1
+            values = tuple(table.column(f"__k{i}")[last].as_py() for i in range(len(prep.keys)))
+            next_cursor = encode_cursor(CursorState(snap.version, prep.fingerprint, values))
+            table = table.slice(0, limit)
+        return Result(snap.version, prep.table, prep.columns, table.select(list(prep.columns)),
+                      total, next_cursor, snap.fallback)
+
+    def count(self, spec: QuerySpec | None = None, *, version: int | None = None,
+              as_of: date | datetime | None = None) -> int:
+        _, prep = self._prepare(spec or QuerySpec(), version, as_of, page=True)
+        return self._scalar(self._cursor(), prep.count())
+
+    def stream(self, spec: QuerySpec | None = None, *, version: int | None = None,
+               as_of: date | datetime | None = None, batch_rows: int = BATCH_ROWS) -> Stream:
+        """Every matching row (or `spec.limit`) as a lazily read Arrow stream."""
+        return self._stream(spec or QuerySpec(), version, as_of, batch_rows)
+
+    def _stream(self, spec: QuerySpec, version: int | None, as_of: date | datetime | None,
+                batch_rows: int, *, lines: str | None = None, neutralise: bool = False
+                ) -> Stream:
+        """A stream of the rows, or of their text `lines` ("csv", "json", "ndjson")."""
+        snap, prep = self._prepare(spec, version, as_of, page=False)
+        select = None
+        if lines is not None:
+            cols = [(c, prep.schema.column(c).type) for c in prep.columns]
+            if lines == "csv":
+                select = textrows.csv_line_sql(cols, neutralise=neutralise)
+            else:
+                select = textrows.json_line_sql(cols, json_columns=JSON_COLUMNS,
+                                                end=",\n" if lines == "json" else "\n")
+            select += " AS line"
+        reader, close = open_stream(self._con, prep, select, batch_rows=batch_rows,
+                                    workers=self.threads)
+        return Stream(snap.version, prep.table, prep.columns, reader, snap.fallback, close)
+
+    def export(self, spec: QuerySpec, fmt: str, *, version: int | None = None,
+               as_of: date | datetime | None = None, bom: bool = False,
+               neutralise: bool = False) -> Export:
+        """Matching rows encoded as csv, json, ndjson, parquet or xlsx, as bytes chunks.
+
+        CSV and JSON text is made by DuckDB inside the query (all threads); Parquet and XLSX
+        encode the Arrow batches. See `query.textrows` and `query.encoders` for the formats.
+        """
+        if fmt not in CONTENT_TYPES:
+            raise ExportError(fmt, f"unknown format; valid: {', '.join(CONTENT_TYPES)}")
+        text = fmt in ("csv", "json", "ndjson")
+        stream = self._stream(spec, version, as_of, BATCH_ROWS, lines=fmt if text else None,
+                              neutralise=neutralise)
+        try:
+            if fmt == "csv":
+                chunks = textrows.encode_csv_lines(stream.reader, stream.columns, bom=bom)
+            elif text:
+                chunks = textrows.encode_json_lines(stream.reader, array=fmt == "json")
+            else:
+                chunks = encode(stream.reader, fmt, neutralise=neutralise)
+        except BaseException:
+            stream.close()
+            raise
+        name = f"{stream.table}-{version_name(stream.version)}"
+        if spec.feature_group:
+            name += f"-{spec.feature_group}"
+        return Export(stream.version, fmt, CONTENT_TYPES[fmt], f"{name}.{fmt}",
+                      _closing(chunks, stream), stream.fallback)
+
+    def facets(self, spec: QuerySpec, columns: Sequence[str], *, top: int = 10,
+               version: int | None = None, as_of: date | datetime | None = None) -> Facets:
+        """The `top` most frequent values per column under the spec's filters, and the rest."""
+        if not 1 <= top <= MAX_FACET_TOP:
+            raise BadValue("top", top, f"must be between 1 and {MAX_FACET_TOP}")
+        snap, prep = self._prepare(spec, version, as_of, page=True)
+        cur = self._cursor()
+        total = self._scalar(cur, prep.count())
+        out = []
+        for column in columns:
+            name = prep.schema.column(column).name
+            if prep.schema.column(column).kind in ("list", "other"):
+                raise BadValue("facets", column, "cannot count values of a list column")
+            st = prep.facet(name, top)
+            t = cur.sql(st.sql, params=st.params).to_arrow_table()
+            values = tuple(FacetValue(v, n) for v, n in zip(
+                t.column("value").to_pylist(), t.column("n").to_pylist(), strict=True))
+            out.append(Facet(name, values, total - sum(v.count for v in values)))
+        return Facets(snap.version, total, tuple(out), snap.fallback)
+
+    def diff(self, from_version: int, to_version: int | None = None, *,
+             feature_group: str | None = None, limit: int = 1000, offset: int = 0) -> Diff:
+        """Features added, removed and changed between two versions (to: current)."""
+        old = self.snapshot(from_version)
+        new = self.snapshot(to_version)
+        return diff.diff_versions(self._cursor(), old, new, self._schema(old, "features"),
+                                  self._schema(new, "features"), feature_group=feature_group,
+                                  limit=limit, offset=offset)
+
+    def sql(self, text: str, *, limit: int = 10_000, timeout_s: float = 30.0,
+            version: int | None = None, as_of: date | datetime | None = None) -> SqlResult:
+        """Run one read-only statement (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE) over the views
+        features, changes, runs, daily_counts, name_map, mcc_mnc_map of a version.
+
+        Raises:
+            SqlRejected: not one read-only statement, or DuckDB refused it (e.g. a file outside
+                the snapshots folder); QueryTimeout: it ran longer than `timeout_s`.
+        """
+        snap = self.snapshot(version, as_of)
+        schema = self._ensure_views(snap)
+        return analyst.run_sql(self._con, schema, snap.version, text, limit=limit,
+                               timeout_s=timeout_s)
+
+    def write_catalog(self, path: Path, *, version: int | None = None) -> Path:
+        """A DuckDB database file with views over a version's files (for DBeaver, Jupyter)."""
+        snap = self.snapshot(version)
+        return analyst.write_catalog(Path(path), snap, self._view_sources(snap))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self._con.cursor()
+            with self._cursors_lock:
+                self._cursors.append(cur)
+        return cur
+
+    @staticmethod
+    def _scalar(cur: duckdb.DuckDBPyConnection, st: Statement) -> int:
+        rows = cur.sql(st.sql, params=st.params).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def _prepare(self, spec: QuerySpec, version: int | None, as_of: date | datetime | None,
+                 *, page: bool) -> tuple[Snapshot, Prepared]:
+        if spec.table not in TABLES:
+            raise UnknownTable(spec.table, TABLES)
+        state = decode_cursor(spec.cursor) if spec.cursor else None
+        if state is not None and version is None and as_of is None:
+            try:  # the cursor pins its version: every page comes from the same one
+                snap = self.resolver.pinned(state.version)
+            except UnknownVersion:
+                raise BadCursor(f"snapshot {version_name(state.version)} is no longer kept; "
+                                "start again without a cursor") from None
+        else:
+            snap = self.snapshot(version, as_of)
+        files = snap.files(spec.table, spec.feature_group)
+        schema = self._schema(snap, spec.table)
+        return snap, prepare(spec, version=snap.version, files=files, schema=schema,
+                             cursor=state, page=page)
+
+    def _schema(self, snap: Snapshot, table: str) -> TableSchema:
+        key = (snap.version, table)
+        cached = self._schemas.get(key)
+        if cached is None:
+            cached = self._schemas[key] = describe(self._cursor(), snap, table)
+        return cached
+
+    def _view_sources(self, snap: Snapshot) -> dict[str, str]:
+        return {t: view_select(snap, t, self._schema(snap, t)) for t in TABLES}
+
+    def _ensure_views(self, snap: Snapshot) -> str:
+        name = snap.name
+        with self._lock:
+            if snap.version not in self._views:
+                gone = self._views - set(self.resolver.versions())
+                cur = self._con.cursor()
+                try:
+                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
+                    for table, select in self._view_sources(snap).items():
+                        cur.execute(f"CREATE OR REPLACE VIEW {name}.{table} AS {select}")
+                    for v in gone:  # versions retention deleted
+                        cur.execute(f"DROP SCHEMA IF EXISTS {version_name(v)} CASCADE")
+                finally:
+                    cur.close()
+                self._views = (self._views - gone) | {snap.version}
+        return name
+
+
+def _closing(chunks: Iterator[bytes], stream: Stream) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        stream.close()
+

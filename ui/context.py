@@ -1,0 +1,122 @@
+"""Per-process resources of the explorer: settings, the one DuckDB engine, the usage recorder.
+
+The Streamlit process gets its settings from its command line (``streamlit run ui/app.py --
+--config F --data-dir D --ui-config JSON``, written by `ui.launch`); tests and an in-process
+host call `use(settings, ui)` first instead. The engine and the recorder are
+`st.cache_resource`s: one per process, shared by every session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from fmw.settings import Settings, load_settings
+from query import Engine
+from ui.config import UiConfig, ui_config
+from ui.usage import LedgerIO, UsageRecorder
+
+_injected: tuple[Settings, UiConfig] | None = None
+
+
+def use(settings: Settings, ui: UiConfig | None = None) -> None:
+    """Make this process's explorer use `settings` (instead of its command line)."""
+    global _injected
+    _injected = (settings, ui or ui_config(settings))
+
+
+def parse_argv(argv: Sequence[str]) -> tuple[Settings, UiConfig]:
+    """Settings from the script arguments `ui.launch` passes.
+
+    Raises:
+        ConfigError: the config file or a value is invalid.
+    """
+    p = argparse.ArgumentParser(prog="fmw-ui", add_help=False)
+    p.add_argument("--config", type=Path)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--ui-config")
+    args, _ = p.parse_known_args(list(argv))
+    settings = load_settings(args.config, args.data_dir)
+    ui = UiConfig.from_json(args.ui_config) if args.ui_config else ui_config(settings)
+    return settings, ui
+
+
+@st.cache_resource(show_spinner=False)
+def _from_argv(argv: tuple[str, ...]) -> tuple[Settings, UiConfig]:
+    return parse_argv(argv)
+
+
+def config() -> tuple[Settings, UiConfig]:
+    if _injected is not None:
+        return _injected
+    return _from_argv(tuple(sys.argv[1:]))
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(root: str, threads: int, memory: str, _settings: Settings) -> Engine:
+    return Engine(_settings)
+
+
+def engine(settings: Settings) -> Engine:
+    """The process's one engine for these snapshots (thread-safe, shared by all sessions)."""
+    return _engine(str(settings.snapshots_path), settings.duckdb_threads,
+                   settings.duckdb_memory_limit, settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _recorder(data_dir: str, schema: str, url: str, tz: str, flush_s: float,
+              _settings: Settings) -> UsageRecorder:
+    return UsageRecorder(LedgerIO(_settings), tz, flush_s).start()
+
+
+def recorder(settings: Settings, ui: UiConfig) -> UsageRecorder:
+    return _recorder(str(settings.data_dir), settings.schema, settings.database_url or "",
+                     settings.timezone, ui.usage_flush_s, settings)
+
+
+def pick_client(ip: str | None, headers: Mapping[str, str] | None) -> str:
+    """The browser's address. Behind Nginx on this machine the peer is loopback and the
+    client is the last X-Forwarded-For entry (the one Nginx added); a forwarded header from
+    any other peer is ignored (anyone can send one)."""
+    ip = (ip or "").strip()
+    try:
+        loopback = bool(ip) and ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        forwarded = next((v for k, v in (headers or {}).items()
+                          if k.lower() == "x-forwarded-for"), "")
+        last = forwarded.split(",")[-1].strip()
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            pass
+    return ip or "unknown"
+
+
+def client_address() -> str:
+    return pick_client(st.context.ip_address, dict(st.context.headers or {}))
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a page gets: settings, explorer settings and the engine."""
+
+    settings: Settings
+    ui: UiConfig
+    engine: Engine
+
+    @property
+    def root(self) -> str:
+        return str(self.settings.snapshots_path)
+
+
+def ctx() -> Ctx:
+    settings, ui = config()
+    return Ctx(settings, ui, engine(settings))

@@ -1,0 +1,224 @@
+"""Dev (admins): the admin API key first; then sync, runs with quarantined rows, allow list.
+
+Everything here goes through the HTTP dev API (`ui.devapi`), which checks the key and the
+address on every call. The key lives only in this browser session's state; without a valid
+one the page shows the key form and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from ui.context import ctx
+from ui.devapi import DevApi, DevApiError
+from ui.widgets import selected_row
+
+KEY = "dev_key"
+FOLLOW = "dev_follow_run"
+DONE = "dev_follow_done"
+ROLES = ["user", "admin"]
+
+
+def _api() -> DevApi | None:
+    key = st.session_state.get(KEY)
+    if not key:
+        return None
+    return DevApi(ctx().ui.api_url, str(key))
+
+
+def _unlock(base_url: str) -> None:
+    secret = str(st.session_state.get("dev_key_input") or "").strip()
+    st.session_state["dev_key_input"] = ""
+    if not secret:
+        st.session_state["dev_key_error"] = "Enter the admin API key."
+        return
+    try:
+        DevApi(base_url, secret).check()
+    except DevApiError as exc:
+        st.session_state["dev_key_error"] = (
+            "This key is not valid (unknown or revoked)." if exc.bad_key else str(exc))
+        return
+    st.session_state[KEY] = secret
+    st.session_state.pop("dev_key_error", None)
+
+
+def _lock() -> None:
+    for k in (KEY, FOLLOW, DONE):
+        st.session_state.pop(k, None)
+
+
+def key_form(base_url: str) -> None:
+    st.markdown("The Dev page is for administrators. Enter an admin API key "
+                "(created with `fmw apikey create NAME`); it is kept only in this browser "
+                "tab's session.")
+    with st.form("dev_key_form", clear_on_submit=False, border=True, width=480):
+        st.text_input("Admin API key", type="password", key="dev_key_input",
+                      autocomplete="off")
+        st.form_submit_button("Unlock", on_click=_unlock, args=(base_url,), type="primary")
+    if st.session_state.get("dev_key_error"):
+        st.error(st.session_state["dev_key_error"], icon=":material/key_off:")
+
+
+def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lists and objects as text, so the grid shows every column."""
+    return [{k: (", ".join(map(str, v)) if isinstance(v, list) else
+                 (str(v) if isinstance(v, dict) else v)) for k, v in r.items()} for r in rows]
+
+
+def show_run(api: DevApi, run_id: int) -> dict[str, Any] | None:
+    """A run's status and counts; None when it cannot be read."""
+    try:
+        run = api.run(run_id, errors_limit=0)
+    except DevApiError as exc:
+        st.error(str(exc))
+        return None
+    status = str(run.get("status"))
+    running = bool(run.get("running"))
+    st.markdown(f"**Run {run_id}**: {status}" + (" …" if running else ""))
+    cols = st.columns(5)
+    for col, name in zip(cols, ("rows_read", "created", "updated", "deleted", "rows_bad"),
+                         strict=True):
+        col.metric(name.replace("_", " "), f"{int(run.get(name) or 0):,}")
+    phases = run.get("phase_seconds") or {}
+    if phases:
+        st.caption("Phases: " + ", ".join(f"{k} {float(v):.1f} s" for k, v in phases.items()))
+    st.caption(f"started {run.get('started_at') or ''}")
+    if not running:
+        if status in ("succeeded", "partial"):
+            st.success(f"Run {run_id} {status}. The new snapshot shows on every page once it "
+                       "is published.", icon=":material/check_circle:")
+        else:
+            st.error(f"Run {run_id} {status}: {run.get('error_summary') or 'see Runs'}")
+    return run
+
+
+@st.fragment(run_every=1.0)
+def follow(api: DevApi, run_id: int) -> None:
+    """The followed run, refreshed every second; when it ends, the page reruns once to stop
+    refreshing and keeps showing the final state."""
+    run = show_run(api, run_id)
+    if run is not None and not run.get("running"):
+        st.session_state[DONE] = True
+        st.rerun()
+
+
+def sync_tab(api: DevApi) -> None:
+    if st.button("Run sync now", type="primary", icon=":material/sync:"):
+        try:
+            started = api.start_sync()
+            st.session_state[FOLLOW] = int(started["run_id"])
+            st.session_state[DONE] = False
+        except DevApiError as exc:
+            body = getattr(exc, "body", {}) or {}
+            if exc.status == 409 and body.get("run_id"):
+                st.session_state[FOLLOW] = int(body["run_id"])
+                st.session_state[DONE] = False
+                st.info(f"A sync is already running (run {body['run_id']}); following it.")
+            else:
+                st.error(str(exc))
+    run_id = st.session_state.get(FOLLOW)
+    if run_id and st.session_state.get(DONE):
+        show_run(api, int(run_id))
+    elif run_id:
+        follow(api, int(run_id))
+    else:
+        st.caption("Starts one sync of every configured source and publishes a snapshot "
+                   "when it applies; its progress shows here.")
+
+
+def runs_tab(api: DevApi) -> None:
+    try:
+        runs = api.runs(50)
+    except DevApiError as exc:
+        st.error(str(exc))
+        return
+    if not runs:
+        st.info("No runs yet.")
+        return
+    shown = ["id", "status", "trigger", "started_at", "finished_at", "rows_read", "created",
+             "updated", "deleted", "rows_bad", "conflicts", "error_summary"]
+    rows = [{k: r.get(k) for k in shown if k in r} for r in runs]
+    picked = st.dataframe(_table(rows), hide_index=True, on_select="rerun",
+                          selection_mode="single-row", key="dev_runs", height=260,
+                          width="stretch")
+    run_id = int(str(rows[selected_row(picked) or 0]["id"]))
+    try:
+        detail = api.run(run_id)
+    except DevApiError as exc:
+        st.error(str(exc))
+        return
+    q = detail.get("quarantined") or []
+    st.markdown(f"**Run {run_id}** · {detail.get('status')} · {len(q)} quarantined row(s)")
+    if detail.get("error_summary"):
+        st.caption(str(detail["error_summary"]))
+    if q:
+        st.dataframe(_table(q), hide_index=True, width="stretch", height=240)
+
+
+def allow_tab(api: DevApi) -> None:
+    try:
+        current = api.allow_list()
+    except DevApiError as exc:
+        st.error(str(exc))
+        return
+    st.caption("Who may use the API: networks (CIDR) and their role. "
+               + ("Loopback (this machine) is always admin. "
+                  if current.get("loopback_allowed") else ""))
+    entries = [{"cidr": e["cidr"], "role": e["role"], "note": e.get("note", "")}
+               for e in current.get("entries", [])]
+    edited = st.data_editor(
+        entries or [{"cidr": "", "role": "user", "note": ""}][:0], num_rows="dynamic",
+        key="dev_allow_editor", width="stretch", column_config={
+            "cidr": st.column_config.TextColumn("CIDR", required=True,
+                                                help="e.g. 10.20.0.0/16 or 10.20.1.5"),
+            "role": st.column_config.SelectboxColumn("Role", options=ROLES, required=True,
+                                                     default="user"),
+            "note": st.column_config.TextColumn("Note", max_chars=500),
+        })
+    if st.button("Save allow list", type="primary", icon=":material/save:"):
+        rows = [{"cidr": str(r.get("cidr") or "").strip(), "role": str(r.get("role") or "user"),
+                 "note": str(r.get("note") or "")} for r in _records(edited)]
+        try:
+            saved = api.put_allow_list([r for r in rows if r["cidr"]])
+        except DevApiError as exc:
+            st.error(f"Not saved: {exc.detail or exc}", icon=":material/error:")
+            return
+        st.success(f"Saved: {len(saved.get('entries', []))} entries, in force now.")
+
+
+def _records(edited: Any) -> list[dict[str, Any]]:
+    if isinstance(edited, list):
+        return [dict(r) for r in edited]
+    to_dict = getattr(edited, "to_dict", None)
+    return list(to_dict("records")) if to_dict else []
+
+
+def page() -> None:
+    c = ctx()
+    st.title("Dev")
+    api = _api()
+    if api is None:
+        key_form(c.ui.api_url)
+        return
+    top, lock = st.columns([6, 1], vertical_alignment="center")
+    top.caption(f"Admin session · dev API at {c.ui.api_url}")
+    lock.button("Lock", on_click=_lock, icon=":material/lock:", width="stretch")
+    try:
+        api.check()
+    except DevApiError as exc:
+        if exc.bad_key:
+            _lock()
+            st.error("The key is no longer valid; enter it again.")
+            key_form(c.ui.api_url)
+        else:
+            st.error(str(exc))
+        return
+    sync, runs, allow = st.tabs(["Sync", "Runs", "Allow list"])
+    with sync:
+        sync_tab(api)
+    with runs:
+        runs_tab(api)
+    with allow:
+        allow_tab(api)

@@ -1,0 +1,230 @@
+"""Starting the explorer: the Streamlit command line (a plan, tested as data), the child
+process, its readiness check, and a clean stop on Ctrl+C / SIGTERM.
+
+Streamlit runs as a child process (``python -m streamlit run ui/app.py``): its server is
+bound to 127.0.0.1:8501 by default, XSRF protection on, usage statistics off, no file
+watcher, no browser opened. The child reads the same settings: the config file and data dir
+on its command line, the resolved core settings as FMW_* variables (so values given
+programmatically reach it too), and the explorer's own settings as JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from fmw.errors import ConfigError, FmwError
+from fmw.settings import Settings
+from ui.config import UiConfig
+
+log = logging.getLogger(__name__)
+
+APP = Path(__file__).resolve().with_name("app.py")
+READY_TIMEOUT_S = 90.0
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings, ui: UiConfig) -> None:
+    """The explorer has no login of its own: a non-loopback address needs
+    ``ui_allow_public_bind`` (FMW_UI_ALLOW_PUBLIC_BIND); keep 127.0.0.1 behind Nginx.
+
+    Raises:
+        ConfigError: binding `ui.host` needs the setting.
+    """
+    if is_loopback(ui.host) or getattr(settings, "ui_allow_public_bind", False):
+        return
+    raise ConfigError(f"refusing to serve the explorer on {ui.host}, which is not a loopback "
+                      "address: set ui_allow_public_bind = true (FMW_UI_ALLOW_PUBLIC_BIND=1) "
+                      "to allow it, or keep 127.0.0.1 behind Nginx")
+
+
+def streamlit_flags(ui: UiConfig) -> list[str]:
+    """Streamlit options: where to listen, no telemetry, no outside requests, XSRF on."""
+    flags = {
+        "server.address": ui.host,
+        "server.port": str(ui.port),
+        "server.baseUrlPath": ui.base_url_path,
+        "server.headless": "true",
+        "server.enableXsrfProtection": "true",
+        "server.enableCORS": "true",
+        "server.fileWatcherType": "none",
+        "server.runOnSave": "false",
+        "server.showEmailPrompt": "false",
+        "server.enableStaticServing": "false",
+        "browser.gatherUsageStats": "false",
+        "browser.serverAddress": "127.0.0.1" if is_loopback(ui.host) else ui.host,
+        "browser.serverPort": str(ui.port),
+        "client.toolbarMode": "minimal",
+        "client.showErrorDetails": "type",
+        "client.showErrorLinks": "false",
+        "global.developmentMode": "false",
+        "logger.level": "warning",
+    }
+    return [f"--{k}={v}" for k, v in flags.items()]
+
+
+def streamlit_command(settings: Settings, ui: UiConfig, *, python: str = sys.executable
+                      ) -> list[str]:
+    """The whole command line that serves the explorer."""
+    script: list[str] = ["--data-dir", str(settings.data_dir), "--ui-config", ui.to_json()]
+    if settings.config_path is not None:
+        script = ["--config", str(settings.config_path), *script]
+    return [python, "-m", "streamlit", "run", str(APP), *streamlit_flags(ui), "--", *script]
+
+
+def child_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
+    """`base` with the resolved core settings as FMW_* variables (they win over the file)."""
+    env = {k: v for k, v in base.items() if k not in ("FMW_CONFIG", "FMW_DATABASE_URL")}
+    env.update({
+        "FMW_DATA_DIR": str(settings.data_dir),
+        "FMW_SCHEMA": settings.schema,
+        "FMW_TIMEZONE": settings.timezone,
+        "FMW_SNAPSHOTS_DIR": str(settings.snapshots_path),
+        "FMW_DUCKDB_THREADS": str(settings.duckdb_threads),
+        "FMW_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
+        "FMW_CHANGES_WINDOW_DAYS": str(settings.changes_window_days),
+        "FMW_PROGRESS": "0",
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+        "PYTHONUNBUFFERED": "1",
+    })
+    if settings.database_url:
+        env["FMW_DATABASE_URL"] = settings.database_url
+    return env
+
+
+@dataclass
+class UiProcess:
+    """A running explorer (a Streamlit child process)."""
+
+    proc: subprocess.Popen[bytes]
+    ui: UiConfig
+
+    @property
+    def url(self) -> str:
+        return self.ui.url
+
+    @property
+    def health_url(self) -> str:
+        return self.url + "_stcore/health"
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S,
+                   stop: threading.Event | None = None) -> bool:
+        """Wait until the server answers its health check; False when `stop` was set first.
+
+        Raises:
+            FmwError: the process ended or did not answer in time.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                return False
+            if not self.running():
+                raise FmwError(f"the explorer (Streamlit) exited with code {self.proc.returncode}"
+                               " before it was ready; see its output above")
+            try:
+                with urllib.request.urlopen(self.health_url, timeout=2) as resp:  # noqa: S310
+                    if resp.status == 200:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise FmwError(f"the explorer did not answer at {self.health_url} within "
+                       f"{timeout_s:g} s")
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        """Stop the server (SIGTERM, then kill after `timeout_s`); returns its exit code."""
+        if self.running():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("the explorer did not stop within %s s; killing it", timeout_s)
+                self.proc.kill()
+                self.proc.wait(timeout_s)
+        return int(self.proc.returncode or 0)
+
+
+def start_ui(settings: Settings, ui: UiConfig, *, base_env: Mapping[str, str] | None = None,
+             output: IO[Any] | int | None = None) -> UiProcess:
+    """Start the explorer in a child process (not yet ready: call `wait_ready`).
+
+    Args:
+        base_env: the environment the child starts from (default: this process's).
+        output: where its stdout/stderr go (default: inherited).
+
+    Raises:
+        ConfigError: a non-loopback address without ui_allow_public_bind.
+    """
+    check_bind(settings, ui)
+    env = child_environment(settings, os.environ if base_env is None else base_env)
+    kwargs: dict[str, Any] = {}
+    if os.name == "nt":
+        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+    proc = subprocess.Popen(streamlit_command(settings, ui), env=env, stdout=output,
+                            stderr=subprocess.STDOUT if output is not None else None,
+                            stdin=subprocess.DEVNULL, **kwargs)
+    return UiProcess(proc, ui)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl+C (SIGINT), SIGTERM (and SIGBREAK on Windows) while inside."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    names = ["SIGINT", "SIGTERM", "SIGBREAK"]
+    sigs = [getattr(signal, n) for n in names if hasattr(signal, n)]
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def serve_ui(settings: Settings, ui: UiConfig) -> int:
+    """`fmw ui`: serve the explorer until Ctrl+C or SIGTERM; returns the exit code."""
+    from fmw.render import error, out
+    with stop_signals() as stop:
+        child = start_ui(settings, ui)
+        try:
+            if not child.wait_ready(stop=stop):
+                return 0
+            out(f"FMW explorer on {child.url} (Ctrl+C to stop)")
+            while not stop.wait(0.5):
+                if not child.running():
+                    error(f"the explorer exited with code {child.proc.returncode}")
+                    return 1
+        finally:
+            child.stop()
+    out("explorer stopped")
+    return 0
+

@@ -1,0 +1,94 @@
+"""SQL (analysts): one read-only DuckDB statement over the current snapshot's views, with a row
+limit and a time limit; the result downloadable.
+
+The query layer runs it: it accepts only a single SELECT-like statement, its DuckDB cannot read
+files outside the snapshots folder nor change its configuration, and a timer interrupts it at
+the time limit. This page never builds SQL itself.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import streamlit as st
+
+from query.encoders import encode
+from query.fields import JSON_COLUMNS
+from ui import cache
+from ui.context import Ctx, ctx
+from ui.widgets import arrow_for_display, current_version, show_error
+
+EXAMPLE = ("SELECT feature_group, status, count(*) AS n\nFROM features\nGROUP BY ALL\n"
+           "ORDER BY n DESC")
+RESULT = "sql_result"
+
+
+def encoded(table: pa.Table, fmt: str) -> bytes:
+    """The result table as a download (CSV with a BOM for Excel)."""
+    reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+    return b"".join(encode(reader, fmt, bom=(fmt == "csv"), json_columns=JSON_COLUMNS))
+
+
+def tables(c: Ctx, version: int) -> list[str]:
+    """The snapshot's tables (each is a view of the same name)."""
+    return list(c.engine.snapshot(version).manifest.tables)
+
+
+def _schema_help(c: Ctx, version: int) -> None:
+    with st.expander("Tables and columns", icon=":material/schema:"):
+        cols = st.columns(3)
+        for i, table in enumerate(tables(c, version)):
+            names = cache.columns(c, version, table)
+            cols[i % 3].markdown(f"**{table}**  \n" + ", ".join(f"`{n}`" for n in names))
+
+
+def run(c: Ctx, text: str, limit: int, timeout_s: float) -> None:
+    try:
+        result = c.engine.sql(text, limit=limit, timeout_s=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - SqlRejected, QueryTimeout, ... as a sentence
+        st.session_state.pop(RESULT, None)
+        show_error(exc, "The query", "was not run")
+        return
+    st.session_state[RESULT] = result
+
+
+def page() -> None:
+    c = ctx()
+    st.title("SQL")
+    version = current_version(c)
+    if version is None:
+        return
+    st.caption(f"Read-only DuckDB SQL over snapshot v{version:06d}: one SELECT (or WITH, "
+               "DESCRIBE, SHOW, SUMMARIZE); tables: " + ", ".join(tables(c, version)) + ".")
+    _schema_help(c, version)
+    max_rows, max_time = c.ui.sql_max_rows, c.ui.sql_timeout_s
+    with st.form("sql_form", border=False):
+        text = st.text_area("Query", value=EXAMPLE, height=160, key="sql_text")
+        a, b, go = st.columns([2, 2, 1], vertical_alignment="bottom")
+        limit = a.number_input("Row limit", min_value=1, max_value=max_rows,
+                               value=min(1000, max_rows), step=100, key="sql_limit")
+        timeout = b.number_input("Time limit (s)", min_value=0.5, max_value=max_time,
+                                 value=max_time, step=1.0, key="sql_timeout")
+        submitted = go.form_submit_button("Run", type="primary", icon=":material/play_arrow:",
+                                          width="stretch")
+    if submitted:
+        run(c, text, int(limit), float(timeout))
+    result = st.session_state.get(RESULT)
+    if result is None:
+        return
+    note = f"{result.rows.num_rows:,} row(s) in {result.elapsed_s * 1000:.0f} ms · " \
+           f"snapshot v{result.version:06d}"
+    if result.truncated:
+        note += f" · stopped at the row limit ({result.rows.num_rows:,}); more rows exist"
+    st.caption(note)
+    st.dataframe(arrow_for_display(result.rows), hide_index=True, width="stretch", height=360)
+    cols = st.columns([1, 1, 1, 5])
+    for col, fmt, mime in ((cols[0], "csv", "text/csv"), (cols[1], "xlsx", None),
+                           (cols[2], "parquet", "application/vnd.apache.parquet")):
+        table = result.rows
+
+        def make(t: pa.Table = table, f: str = fmt) -> bytes:
+            return encoded(t, f)
+
+        col.download_button(fmt.upper(), make, file_name=f"query-v{result.version:06d}.{fmt}",
+                            mime=mime, on_click="ignore", icon=":material/download:",
+                            key=f"sql_dl_{fmt}", width="stretch")
