@@ -2,8 +2,8 @@
 waitress subprocess) and a websocket stand-in for the explorer.
 
 Clients bind other loopback source addresses: 127.0.0.2 is a user, 127.0.0.3 and 127.0.0.5
-are admins, 127.0.0.4 is on no list. The explorer is a stand-in (tests/ops/wsstub.py): the real
-Streamlit UI is not built yet.
+are admins, 127.0.0.4 is on no list. The explorer is a fast stand-in (tests/ops/wsstub.py) here;
+test_nginx_real_ui.py does the same with the real Streamlit server.
 """
 
 from __future__ import annotations
