@@ -32,7 +32,7 @@ ROW_GROUP_ROWS = 122_880
 COMPRESSION = "zstd"
 PART = "part-0.parquet"
 #: Record batches (about 16 MB each) read ahead of the Parquet writer.
-PREFETCH_BATCHES = 4
+PREFETCH_BATCHES = 2
 FEATURE_SORT = ("feature_name", "mcc", "mnc")
 
 
@@ -238,7 +238,16 @@ def _prefetched(reader: pa.RecordBatchReader, stop: threading.Event,
     thread = threading.Thread(target=pump, name="fmw-export-read", daemon=True)
     thread.start()
     try:
-        while (item := q.get()) is not None:
+        while True:
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                # The pump gives up without a sentinel once `stop` is set: never wait forever.
+                if (stop.is_set() or not thread.is_alive()) and q.empty():
+                    raise SnapshotError("stopped: another part of the export failed") from None
+                continue
+            if item is None:
+                break
             if isinstance(item, BaseException):
                 raise item
             yield item
