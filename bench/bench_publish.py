@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"building a {args.rows:,}-row ledger in {workdir}")
         gen.generate(workdir / bs.SOURCE_FILE, args.rows, args.seed)
         bs._write_config(workdir, gen)
-        steps += (("mccmnc load", ("mccmnc", "load")), ("sync", ("sync", "--no-progress")))
+        steps += (("mccmnc load", ("mccmnc", "load")), ("sync", ("sync", "--no-progress", "--no-snapshot")))
     else:
         print(f"reusing the ledger in {workdir}")
     try:

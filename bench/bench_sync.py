@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                            ("next day (5% U, 1% C, 1% D)", day2)):
             if src is not day1:
                 shutil.copyfile(src, workdir / SOURCE_FILE)
-            m = fmw.measure(label, "sync", "--no-progress")
+            m = fmw.measure(label, "sync", "--no-progress", "--no-snapshot")
             m.rows = _count_rows(workdir / SOURCE_FILE)
             m.run = fmw.last_run()
             _print_sync(m)
