@@ -137,15 +137,8 @@ def cmd_db_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ready(settings: Settings) -> Any:
-    from ledger.db import connect
-    from ledger.schema import require_current
-    conn = connect(settings)
-    try:
-        require_current(conn, settings.schema)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    from ledger.schema import connect_current
+    return connect_current(settings, autocommit=False)
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:

@@ -51,15 +51,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ready(settings: Settings) -> Any:
-    from ledger.db import connect
-    from ledger.schema import require_current
-    conn = connect(settings, autocommit=True)
-    try:
-        require_current(conn, settings.schema)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    from ledger.schema import connect_current
+    return connect_current(settings, autocommit=True)
 
 
 def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -215,15 +215,8 @@ def _service_status(args: argparse.Namespace, settings: Settings, specs: list[An
 
 
 def _ready(settings: Settings) -> Any:
-    from ledger.db import connect
-    from ledger.schema import require_current
-    conn = connect(settings, autocommit=True)
-    try:
-        require_current(conn, settings.schema)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    from ledger.schema import connect_current
+    return connect_current(settings, autocommit=True)
 
 
 def cmd_sla_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -73,6 +73,22 @@ def current_revision(conn: psycopg.Connection, schema: str) -> str | None:
     return got[0] if got else None
 
 
+def connect_current(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:
+    """A connection to a schema that is at the code's revision (for commands).
+
+    Raises:
+        DatabaseUnavailable, SchemaBehind.
+    """
+    from ledger.db import connect
+    conn = connect(settings, autocommit=autocommit)
+    try:
+        require_current(conn, settings.schema)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def require_current(conn: psycopg.Connection, schema: str) -> None:
     """Raise unless the schema is at the code's head revision.
 

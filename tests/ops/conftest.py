@@ -91,7 +91,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def fmw(env: OpsEnv, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run `fmw ARGS` as a real subprocess against `env`'s ledger."""
-    return subprocess.run([sys.executable, "-m", "tests.ops.fmwcli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "fmw", *args], cwd=REPO,
                           env=env.environ, capture_output=True, text=True, timeout=timeout)
 
 

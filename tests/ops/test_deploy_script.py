@@ -14,10 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from fmw import cli_ops
+from fmw import cli, cli_ops
 from ledger.db import connect
 from ledger.dump import fingerprint
-from tests.ops import fmwcli
 from tests.ops.conftest import build, fmw, free_port, start_api
 from tests.ops.nginxproc import NGINX
 
@@ -27,7 +26,7 @@ CALL = re.compile(r"(?:Invoke-Fmw|Get-FmwOutput) \$Live ([^)}\n]*)")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = fmwcli.build_parser()
+    p = cli.build_parser()
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
     if "service" not in sub.choices:
         cli_ops.register(sub)

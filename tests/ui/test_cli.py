@@ -9,13 +9,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests.ui.conftest import UiEnv
 
-FMW = [sys.executable, str(Path(__file__).with_name("fmw_with_ui.py"))]
+FMW = [sys.executable, "-m", "fmw"]
 
 
 def free_port() -> int:
