@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,8 @@ from api.errors import bad_request
 from api.services import Services
 from fmw.errors import FmwError
 from ledger.access import parse_entries
+
+log = logging.getLogger(__name__)
 
 
 class AllowList:
@@ -48,7 +51,15 @@ class AllowList:
         stored = self.svc.gateway.replace_allow_list(entries)
         self.svc.allow_list.replace(stored)  # applied now, no restart, no wait for a refresh
         req.context.audit_detail = f"allow list replaced: {len(stored)} entries"
-        resp.media = self._body(stored)
+        body = self._body(stored)
+        if self.svc.allow_list_changed is not None:
+            try:
+                self.svc.allow_list_changed(stored)
+                body["nginx"] = {"status": "ok"}
+            except FmwError as exc:  # stored and applied here; the front keeps its old file
+                log.warning("allow list stored but the Nginx config was not updated: %s", exc)
+                body["nginx"] = {"status": "error", "detail": str(exc)}
+        resp.media = body
 
 
 def _iso(ts: float | None) -> str | None:

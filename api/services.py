@@ -62,6 +62,9 @@ class Services:
     responses: ResponseCache | None = None
     exports: ExportCache | None = None
     scheduler_status: Callable[[], dict[str, Any]] = _no_scheduler
+    #: Called with the stored entries after an allowlist change (the service host re-renders
+    #: the Nginx config with it); its FmwError is reported, not raised.
+    allow_list_changed: Callable[[list[Any]], Any] | None = None
     clock: Callable[[], float] = field(default=time.time)
 
     def close(self, timeout: float = 30.0) -> None:

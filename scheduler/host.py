@@ -68,6 +68,11 @@ class ServiceHost:
     def _metrics(self) -> dict[str, Any] | None:
         return self.services.metrics.snapshot() if self.services is not None else None
 
+    def _render_nginx(self, entries: list[Any]) -> None:
+        """Re-render (and, with nginx_reload, reload) the Nginx front after an allowlist change."""
+        from ops.nginx_run import regenerate
+        regenerate(self.settings, entries)
+
     def start(self) -> None:
         """Build the app, start waitress on host:port (0 = ephemeral) and the scheduler.
 
@@ -89,6 +94,7 @@ class ServiceHost:
             overrides["launcher"] = SyncLauncher(self.settings, gateway,
                                                  job=self.scheduler.api_job())
             overrides["scheduler_status"] = self.scheduler.status
+        overrides["allow_list_changed"] = self._render_nginx
         self.services = build_services(self.settings, gateway=gateway, **overrides)
         app = create_app(self.settings, self.services)
         try:

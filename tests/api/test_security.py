@@ -188,3 +188,25 @@ def test_allow_list_keeps_the_last_good_copy_when_the_database_fails(env, tmp_pa
     assert fresh.role("10.1.2.3") == "user" and fresh.state.origin == "backup"
     assert fresh.role("10.2.0.1") is None and fresh.role("127.0.0.1") == "admin"
     assert AllowList(loader, allow_loopback=False).role("127.0.0.1") is None
+
+
+def test_an_allow_list_change_re_renders_the_nginx_front(env, make_server, admin, tmp_path):
+    import dataclasses
+
+    from fmw.errors import FmwError
+    from ops.nginx_run import regenerate
+    conf = tmp_path / "fmw.conf"
+    s = dataclasses.replace(env.settings, nginx_conf=str(conf))
+    srv = make_server(s, allow_list_changed=lambda entries: regenerate(s, entries))
+    r = admin.put(f"{srv.url}/api/dev/allow_list", json={"entries": [
+        {"cidr": "10.20.0.0/16", "role": "user", "note": "lab"}]})
+    assert r.status_code == 200 and r.json()["nginx"] == {"status": "ok"}
+    assert "10.20.0.0/16" in conf.read_text(encoding="utf-8")
+
+    def refuse(entries):
+        raise FmwError("nginx -t refused the file")
+    broken = make_server(s, allow_list_changed=refuse)
+    r = admin.put(f"{broken.url}/api/dev/allow_list", json={"entries": []})
+    assert r.status_code == 200  # stored and applied by the app; the front keeps its old file
+    assert r.json()["nginx"] == {"status": "error", "detail": "nginx -t refused the file"}
+    assert "10.20.0.0/16" in conf.read_text(encoding="utf-8")
