@@ -6,7 +6,6 @@ enough to check by hand: 4 groups, 236 rows, 5 MCC/MNC pairs, statuses enabled/d
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,8 @@ from api.server import RunningServer, start
 from api.services import Services, build_services
 from fmw.settings import Settings, load_settings
 from lake.publish import publish_snapshot
-from ledger.access import create_key
-from ledger.db import connect
-from ledger.refdata import load_mcc_mnc
-from ledger.schema import upgrade
 from ledger.sync import plan_sync, run_sync
-from tests.ledger.helpers import csv_source, write_csv
+from tests.ledger.helpers import fresh_instance
 
 GROUP_SIZES = {"volte": 150, "vonr": 60, "rcs": 25, "esim": 1}
 PAIRS = [("450", "05"), ("450", "08"), ("310", "410"), ("262", "01"), ("440", "10")]
@@ -63,17 +58,7 @@ class Env:
 
 def build_env(pg_url: str, root: Path) -> Env:
     """A fresh schema with one real sync of the extract and one published snapshot."""
-    src = write_csv(root / "extract.csv", extract_rows())
-    cfg = root / "fmw.toml"
-    cfg.write_text(csv_source("a", src), encoding="utf-8")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    s = load_settings(cfg, root / "data", environ={
-        "FMW_DATABASE_URL": pg_url, "FMW_SCHEMA": schema,
-        "FMW_SNAPSHOTS_DIR": str(root / "snapshots")})
-    upgrade(s)
-    with connect(s, autocommit=True) as conn:
-        load_mcc_mnc(conn)
-        key = create_key(conn, "tests").secret
+    s, key, src = fresh_instance(pg_url, root, extract_rows())
     result = run_sync(s, plan_sync(s, trigger="test"))
     manifest = publish_snapshot(s, result.run_id)
     return Env(s, result.run_id, manifest.version, key, src)

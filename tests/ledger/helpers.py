@@ -76,3 +76,27 @@ def ledger_fingerprint(conn: psycopg.Connection) -> tuple[Any, ...]:
         ).fetchone()
         out.append(row)
     return tuple(out)
+
+
+def fresh_instance(pg_url: str, root: Path, rows: Iterable[Sequence[Any]], *,
+                   source: str = "a", key_name: str = "tests") -> tuple[Any, str, Path]:
+    """A new FMW instance in its own schema: a CSV source, migrated, MCC/MNC loaded, an admin
+    API key. Returns (settings, key secret, source path); nothing is synced yet."""
+    import uuid
+
+    from fmw.settings import load_settings
+    from ledger.access import create_key
+    from ledger.db import connect
+    from ledger.refdata import load_mcc_mnc
+    from ledger.schema import upgrade
+    src = write_csv(root / "extract.csv", rows)
+    cfg = root / "fmw.toml"
+    cfg.write_text(csv_source(source, src), encoding="utf-8")
+    s = load_settings(cfg, root / "data", environ={
+        "FMW_DATABASE_URL": pg_url, "FMW_SCHEMA": f"t_{uuid.uuid4().hex[:12]}",
+        "FMW_SNAPSHOTS_DIR": str(root / "snapshots")})
+    upgrade(s)
+    with connect(s, autocommit=True) as conn:
+        load_mcc_mnc(conn)
+        key = create_key(conn, key_name).secret
+    return s, key, src

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +17,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from fmw.settings import Settings, load_settings
+from fmw.settings import Settings
 from lake.publish import publish_snapshot
-from ledger.access import create_key
-from ledger.db import connect
-from ledger.refdata import load_mcc_mnc
-from ledger.schema import upgrade
 from ledger.sync import plan_sync, run_sync
 from ops.smoke import fetch
-from tests.ledger.helpers import csv_source, write_csv
+from tests.ledger.helpers import fresh_instance
 from tests.ops.nginxproc import NGINX
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,17 +54,7 @@ class OpsEnv:
 
 
 def build(pg_url: str, root: Path) -> OpsEnv:
-    src = write_csv(root / "extract.csv", rows())
-    cfg = root / "fmw.toml"
-    cfg.write_text(csv_source("a", src), encoding="utf-8")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    s = load_settings(cfg, root / "data", environ={
-        "FMW_DATABASE_URL": pg_url, "FMW_SCHEMA": schema,
-        "FMW_SNAPSHOTS_DIR": str(root / "snapshots")})
-    upgrade(s)
-    with connect(s, autocommit=True) as conn:
-        load_mcc_mnc(conn)
-        key = create_key(conn, "ops tests").secret
+    s, key, _ = fresh_instance(pg_url, root, rows(), key_name="ops tests")
     result = run_sync(s, plan_sync(s, trigger="test"))
     publish_snapshot(s, result.run_id)
     return OpsEnv(s, root, key, pg_url)

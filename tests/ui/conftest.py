@@ -8,7 +8,6 @@ updates 4 rows, deletes 2 and adds 1, so History and the version diff have somet
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,10 @@ import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fmw.settings import Settings, load_settings
+from fmw.settings import Settings
 from lake.publish import publish_snapshot
-from ledger.access import create_key
-from ledger.db import connect
-from ledger.refdata import load_mcc_mnc
-from ledger.schema import upgrade
 from ledger.sync import plan_sync, run_sync
-from tests.ledger.helpers import csv_source, write_csv
+from tests.ledger.helpers import fresh_instance, write_csv
 from ui import context
 
 GROUPS = {"volte": 30, "vonr": 24, "rcs": 12}
@@ -70,18 +65,7 @@ class UiEnv:
 
 
 def build(pg_url: str, root: Path) -> UiEnv:
-    src = root / "extract.csv"
-    write_csv(src, day1_rows())
-    cfg = root / "fmw.toml"
-    cfg.write_text(csv_source("ops", src), encoding="utf-8")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    s = load_settings(cfg, root / "data", environ={
-        "FMW_DATABASE_URL": pg_url, "FMW_SCHEMA": schema,
-        "FMW_SNAPSHOTS_DIR": str(root / "snapshots")})
-    upgrade(s)
-    with connect(s, autocommit=True) as conn:
-        load_mcc_mnc(conn)
-        key = create_key(conn, "ui-tests").secret
+    s, key, src = fresh_instance(pg_url, root, day1_rows(), source="ops", key_name="ui-tests")
     r1 = run_sync(s, plan_sync(s, trigger="test"))
     v1 = publish_snapshot(s, r1.run_id).version
     write_csv(src, day2_rows())
