@@ -212,13 +212,21 @@ def write_files(plan: SnapshotPlan, source: LedgerExport, progress: PublishProgr
     return WrittenFiles({t: tables[t] for t in TABLES}, files)
 
 
+_END = object()
+
+
 def _prefetched(reader: pa.RecordBatchReader, stop: threading.Event,
                 depth: int = PREFETCH_BATCHES) -> Iterator[pa.RecordBatch]:
-    """`reader`'s batches, read ahead by a thread: PostgreSQL keeps sending while we compress."""
-    q: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(depth)
+    """`reader`'s batches, read ahead by a thread: PostgreSQL keeps sending while we compress.
 
-    def put(item: pa.RecordBatch | BaseException | None) -> bool:
-        while not stop.is_set():
+    Raises:
+        SnapshotError: `stop` was set (another part of the export failed).
+    """
+    q: queue.Queue[object] = queue.Queue(depth)
+    quit_ = threading.Event()
+
+    def put(item: object) -> bool:
+        while not (stop.is_set() or quit_.is_set()):
             try:
                 q.put(item, timeout=0.1)
                 return True
@@ -231,7 +239,7 @@ def _prefetched(reader: pa.RecordBatchReader, stop: threading.Event,
             for batch in reader:
                 if not put(batch):
                     return
-            put(None)
+            put(_END)
         except BaseException as exc:
             put(exc)
 
@@ -242,19 +250,18 @@ def _prefetched(reader: pa.RecordBatchReader, stop: threading.Event,
             try:
                 item = q.get(timeout=0.1)
             except queue.Empty:
-                # The pump gives up without a sentinel once `stop` is set: never wait forever.
-                if (stop.is_set() or not thread.is_alive()) and q.empty():
+                if stop.is_set():
                     raise SnapshotError("stopped: another part of the export failed") from None
                 continue
-            if item is None:
-                break
+            if item is _END:
+                return
             if isinstance(item, BaseException):
                 raise item
+            assert isinstance(item, pa.RecordBatch)
             yield item
     finally:
-        if thread.is_alive():
-            stop.set()  # the reader stops at its next batch; the export has failed anyway
-        thread.join()
+        quit_.set()  # a reader blocked on a full queue gives up; one waiting on PostgreSQL
+        thread.join()  # returns with its current batch
 
 
 def _write_part(path: Path, reader: pa.RecordBatchReader, sorting: tuple[str, ...],
