@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from dataclasses import dataclass
@@ -12,21 +11,13 @@ from typing import Any
 
 from api.services import api_setting
 from fmw.errors import ConfigError
+from fmw.net import is_loopback
 from fmw.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: Which forwarding headers waitress may take from the trusted proxy (Nginx on this machine).
 TRUSTED_PROXY_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-proto"})
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(settings: Settings, host: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fmw.errors import ConfigError, FmwError
+from fmw.net import is_loopback
 from fmw.settings import Settings
 from ui.config import UiConfig
 
@@ -32,16 +33,6 @@ log = logging.getLogger(__name__)
 
 APP = Path(__file__).resolve().with_name("app.py")
 READY_TIMEOUT_S = 90.0
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(settings: Settings, ui: UiConfig) -> None:

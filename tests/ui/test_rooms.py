@@ -8,7 +8,7 @@ from pathlib import Path
 
 UI = Path(__file__).resolve().parents[2] / "ui"
 FIRST_PARTY = ("fmw", "ledger", "lake", "query", "api", "ui", "scheduler")
-ALLOWED = ("fmw.settings", "fmw.errors", "fmw.render", "query", "ui",
+ALLOWED = ("fmw.settings", "fmw.errors", "fmw.render", "fmw.net", "query", "ui",
            "ledger.explorer", "ledger.db")
 LEDGER_USERS = {"usage.py"}  # the page-view recorder's background thread
 
