@@ -23,7 +23,7 @@ from api.respcache import CachedPage
 from api.services import Services, api_setting
 from fmw.settings import Settings
 from query.encoders import CONTENT_TYPES, FORMATS, encode
-from query.engine import Engine
+from query.engine import TEXT_FORMATS, Engine
 from query.errors import UnknownGroup
 from query.fields import JSON_COLUMNS
 from query.paging import decode_cursor
@@ -237,21 +237,27 @@ class Features:
 
     def _compute_page(self, req: falcon.Request, spec: QuerySpec, fmt: str,
                       version: int | None, *, bom: bool, neutralise: bool) -> CachedPage:
-        result = self.engine.query(spec, version=version)
-        nxt = None
-        if result.next_cursor is not None:
-            kept = [(k, v) for k, v in _pairs(req) if k not in ("cursor", "offset")]
-            nxt = f"{req.path}?{urlencode([*kept, ('cursor', result.next_cursor)])}"
-        reader = result.rows.to_reader()
-        if fmt == "json":
-            meta = {"total": result.total, "version": result.version, "next": nxt,
-                    "cursor": result.next_cursor, "count": result.rows.num_rows}
-            rows = b"".join(encode(reader, "json", json_columns=JSON_COLUMNS)).strip()
-            body = b'{"data":' + rows + b',"meta":' + params.dumps(meta).encode() + b"}"
+        if fmt in TEXT_FORMATS:  # the text made in the page's own query
+            page = self.engine.page_text(spec, fmt, version=version, bom=bom,
+                                         neutralise=neutralise)
+            total, cursor, count, body = page.total, page.next_cursor, page.rows, page.body
+            served = page.version
         else:
-            body = b"".join(encode(reader, fmt, bom=bom, neutralise=neutralise,
+            result = self.engine.query(spec, version=version)
+            total, cursor, count = result.total or 0, result.next_cursor, result.rows.num_rows
+            served = result.version
+            body = b"".join(encode(result.rows.to_reader(), fmt, bom=bom, neutralise=neutralise,
                                    json_columns=JSON_COLUMNS))
-        return CachedPage(body, result.total, nxt)
+        nxt = None
+        if cursor is not None:
+            kept = [(k, v) for k, v in _pairs(req) if k not in ("cursor", "offset")]
+            nxt = f"{req.path}?{urlencode([*kept, ('cursor', cursor)])}"
+        if fmt == "json":
+            meta = {"total": total, "version": served, "next": nxt, "cursor": cursor,
+                    "count": count}
+            body = (b'{"data":' + body.strip() + b',"meta":' + params.dumps(meta).encode()
+                    + b"}")
+        return CachedPage(body, total, nxt)
 
     def _whole(self, req: falcon.Request, resp: falcon.Response, snap: Snapshot,
                group: str | None, fmt: str, *, bom: bool, neutralise: bool) -> None:

@@ -57,6 +57,8 @@ class Stats:
     wall_s: float = 0.0
     bytes: int = 0
     rows: int = 0
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
 
     def pct(self, p: float) -> float:
         s = sorted(self.times)
@@ -69,7 +71,9 @@ class Stats:
         med = statistics.median(self.times) * 1000 if self.times else 0.0
         return (f"{self.label:<34} {self.clients:>4} clients {len(self.times):>5} req  "
                 f"p50 {med:8.1f} ms  p95 {self.pct(95):8.1f} ms  p99 {self.pct(99):8.1f} ms  "
-                f"{rps:8.1f} req/s  errors {self.errors}"
+                f"{rps:8.1f} req/s  errors {self.errors}  "
+                f"cpu/req server {self.server_cpu_s / max(1, len(self.times)) * 1000:.1f} ms "
+                f"client {self.client_cpu_s / max(1, len(self.times)) * 1000:.1f} ms"
                 + (f"  {self.bytes / len(self.times) / MIB:.1f} MiB/resp" if self.times and
                    self.bytes / len(self.times) > MIB / 2 else ""))
 
@@ -134,9 +138,16 @@ def start_server(workdir: Path, port: int, database_url: str) -> subprocess.Pope
     raise SystemExit("server did not start within 60 s")
 
 
+def _cpu(proc: psutil.Process | None) -> float:
+    t = (proc or psutil.Process()).cpu_times()
+    return t.user + t.system
+
+
 def load(label: str, port: int, paths: list[str], clients: int, per_client: int,
-         deadline_s: float = 120.0, headers: dict[str, str] | None = None) -> Stats:
-    """`clients` threads, each on one keep-alive connection, `per_client` requests each."""
+         deadline_s: float = 120.0, headers: dict[str, str] | None = None,
+         server: psutil.Process | None = None) -> Stats:
+    """`clients` threads, each on one keep-alive connection, `per_client` requests each.
+    With `server`, the CPU time it and this process spent is recorded too."""
     stats = Stats(label, clients)
     lock = threading.Lock()
     barrier = threading.Barrier(clients + 1)
@@ -175,11 +186,15 @@ def load(label: str, port: int, paths: list[str], clients: int, per_client: int,
     for t in threads:
         t.start()
     end[0] = time.monotonic() + deadline_s
+    cpu0 = (_cpu(server), _cpu(None)) if server is not None else (0.0, 0.0)
     t0 = time.perf_counter()
     barrier.wait()
     for t in threads:
         t.join(deadline_s + 60)
     stats.wall_s = time.perf_counter() - t0
+    if server is not None:
+        stats.server_cpu_s = _cpu(server) - cpu0[0]
+        stats.client_cpu_s = _cpu(None) - cpu0[1]
     return stats
 
 
@@ -192,6 +207,19 @@ def wait_for_file(workdir: Path, timeout: float) -> None:
         time.sleep(0.5)
         target = list((workdir / "data" / "api" / "exports").glob(pattern))
     print("full CSV download cached (and its gzip copy):", bool(target))
+
+
+def wait_idle(proc: psutil.Process, timeout: float = 90.0) -> float:
+    """Wait until the server is idle (under 5 % of a core over half a second), so a scenario
+    does not share the CPU with start-up work (checksums, the full download's file).
+    Returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        before = _cpu(proc)
+        time.sleep(0.5)
+        if _cpu(proc) - before < 0.025:
+            break
+    return time.monotonic() - t0
 
 
 def narrow_paths(groups: dict[str, int], n: int = 200) -> list[str]:
@@ -254,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_file(workdir, 120)
         for label, paths, clients, per, headers in plan:
             if args.only in label:
-                results.append(load(label, port, paths, clients, per, headers=headers))
+                wait_idle(poller.proc)
+                results.append(load(label, port, paths, clients, per, headers=headers,
+                                    server=poller.proc))
     finally:
         server.terminate()
         try:

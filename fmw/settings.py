@@ -94,7 +94,7 @@ class Settings:
     api_port: int = 8000
     api_allow_public_bind: bool = False
     api_threads: int = 8
-    api_connection_limit: int = 200
+    api_connection_limit: int = 400
     api_channel_timeout_s: int = 120
     api_trusted_proxy: str | None = None
     api_allow_loopback: bool = True

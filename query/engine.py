@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from fmw.settings import Settings
 from lake.layout import TABLES, SnapshotError, version_name
@@ -41,13 +43,21 @@ from query.results import (
     Result,
     SqlResult,
     Stream,
+    TextPage,
     VersionInfo,
 )
 from query.schemas import describe, view_select
 from query.snapshot import Resolver, Snapshot
 from query.streams import open_stream
 
+# `_arrow` copies a page once more than `cur.sql(...).to_arrow_table()` would (DuckDB warns);
+# the extra bind of `cur.sql` costs more than copying a page of at most MAX_LIMIT rows.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
+                        module=r"query\.engine")
+
 BATCH_ROWS = 65_536
+#: Formats whose rows DuckDB writes as text lines (see `query.textrows`).
+TEXT_FORMATS = ("csv", "json", "ndjson")
 MAX_FACET_TOP = 1000
 
 
@@ -170,9 +180,48 @@ class Engine:
         """
         snap, prep = self._prepare(spec or QuerySpec(), version, as_of, page=True)
         cur = self._cursor()
-        total = self._scalar(cur, prep.count()) if count else None
-        st = prep.page()
-        table = cur.sql(st.sql, params=st.params).to_arrow_table()
+        table, next_cursor = self._page(cur, snap, prep, None)
+        total = self._total(cur, prep, table.num_rows, next_cursor) if count else None
+        return Result(snap.version, prep.table, prep.columns, table.select(list(prep.columns)),
+                      total, next_cursor, snap.fallback)
+
+    def page_text(self, spec: QuerySpec | None, fmt: str, *, version: int | None = None,
+                  as_of: date | datetime | None = None, bom: bool = False,
+                  neutralise: bool = False) -> TextPage:
+        """One page (as `query`) encoded as csv, json or ndjson, with its total.
+
+        The text is made inside the page's own query, only for the page's rows: the same bytes
+        `export` gives for those rows, without a round trip through Arrow values. This is the
+        API's JSON page: one statement, a second (the count) only when the page has a next one
+        or lies past the end, and no Python per row.
+        """
+        if fmt not in TEXT_FORMATS:
+            raise ExportError(fmt, f"a page as text is one of {', '.join(TEXT_FORMATS)}")
+        snap, prep = self._prepare(spec or QuerySpec(), version, as_of, page=True)
+        cur = self._cursor()
+        table, next_cursor = self._page(cur, snap, prep, _line_sql(prep, fmt, neutralise))
+        total = self._total(cur, prep, table.num_rows, next_cursor)
+        batches = table.select(["line"]).to_batches()
+        if fmt == "csv":
+            chunks = textrows.encode_csv_lines(iter(batches), prep.columns, bom=bom)
+        else:
+            chunks = textrows.encode_json_lines(iter(batches), array=fmt == "json")
+        return TextPage(snap.version, prep.table, fmt, prep.columns, b"".join(chunks),
+                        table.num_rows, total, next_cursor, snap.fallback)
+
+    def _total(self, cur: duckdb.DuckDBPyConnection, prep: Prepared, rows: int,
+               next_cursor: str | None) -> int:
+        """Every row matching the filters. A last page reached by offset alone already tells
+        (offset + its rows): most narrow queries fit one page, and then need no count."""
+        if next_cursor is None and prep.after is None and (rows or not prep.offset):
+            return prep.offset + rows
+        return self._scalar(cur, prep.count())
+
+    def _page(self, cur: duckdb.DuckDBPyConnection, snap: Snapshot, prep: Prepared,
+              select: str | None) -> tuple[pa.Table, str | None]:
+        """The page's rows (at most the limit) and the next page's cursor."""
+        st = prep.page(select)
+        table = _arrow(cur, st)
         limit = prep.limit if prep.limit is not None else DEFAULT_LIMIT
         next_cursor = None
         if table.num_rows > limit:
@@ -180,8 +229,7 @@ class Engine:
             values = tuple(table.column(f"__k{i}")[last].as_py() for i in range(len(prep.keys)))
             next_cursor = encode_cursor(CursorState(snap.version, prep.fingerprint, values))
             table = table.slice(0, limit)
-        return Result(snap.version, prep.table, prep.columns, table.select(list(prep.columns)),
-                      total, next_cursor, snap.fallback)
+        return table, next_cursor
 
     def count(self, spec: QuerySpec | None = None, *, version: int | None = None,
               as_of: date | datetime | None = None) -> int:
@@ -198,15 +246,7 @@ class Engine:
                 ) -> Stream:
         """A stream of the rows, or of their text `lines` ("csv", "json", "ndjson")."""
         snap, prep = self._prepare(spec, version, as_of, page=False)
-        select = None
-        if lines is not None:
-            cols = [(c, prep.schema.column(c).type) for c in prep.columns]
-            if lines == "csv":
-                select = textrows.csv_line_sql(cols, neutralise=neutralise)
-            else:
-                select = textrows.json_line_sql(cols, json_columns=JSON_COLUMNS,
-                                                end=",\n" if lines == "json" else "\n")
-            select += " AS line"
+        select = None if lines is None else _line_sql(prep, lines, neutralise) + " AS line"
         reader, close = open_stream(self._con, prep, select, batch_rows=batch_rows,
                                     workers=self.threads)
         return Stream(snap.version, prep.table, prep.columns, reader, snap.fallback, close)
@@ -221,7 +261,7 @@ class Engine:
         """
         if fmt not in CONTENT_TYPES:
             raise ExportError(fmt, f"unknown format; valid: {', '.join(CONTENT_TYPES)}")
-        text = fmt in ("csv", "json", "ndjson")
+        text = fmt in TEXT_FORMATS
         stream = self._stream(spec, version, as_of, BATCH_ROWS, lines=fmt if text else None,
                               neutralise=neutralise)
         try:
@@ -300,7 +340,7 @@ class Engine:
 
     @staticmethod
     def _scalar(cur: duckdb.DuckDBPyConnection, st: Statement) -> int:
-        rows = cur.sql(st.sql, params=st.params).fetchall()
+        rows = cur.execute(st.sql, st.params).fetchall()
         return int(rows[0][0]) if rows else 0
 
     def _prepare(self, spec: QuerySpec, version: int | None, as_of: date | datetime | None,
@@ -347,6 +387,22 @@ class Engine:
                     cur.close()
                 self._views = (self._views - gone) | {snap.version}
         return name
+
+
+def _line_sql(prep: Prepared, fmt: str, neutralise: bool) -> str:
+    """The text of one row of `prep` in a text format, as a DuckDB expression."""
+    cols = [(c, prep.schema.column(c).type) for c in prep.columns]
+    if fmt == "csv":
+        return textrows.csv_line_sql(cols, neutralise=neutralise)
+    return textrows.json_line_sql(cols, json_columns=JSON_COLUMNS,
+                                  end=",\n" if fmt == "json" else "\n")
+
+
+def _arrow(cur: duckdb.DuckDBPyConnection, st: Statement) -> pa.Table:
+    """A small statement's rows as Arrow, through `execute`: `cur.sql` binds the statement
+    once more before running it, which costs more than reading a page of a Parquet file."""
+    cur.execute(st.sql, st.params)
+    return cur.to_arrow_table()
 
 
 def _closing(chunks: Iterator[bytes], stream: Stream) -> Iterator[bytes]:

@@ -140,9 +140,23 @@ class Prepared:
         """Default-ordered features: sorted by (group, row number in its file), see `prepare`."""
         return any(k.column == ROW_NUMBER for k in self.keys)
 
-    def page(self) -> Statement:
+    def page(self, select: str | None = None) -> Statement:
         """One page, with one extra row (to know whether there is a next page) and the sort
-        values as hidden columns ``__k0``, ``__k1``, ... for the next cursor."""
+        values as hidden columns ``__k0``, ``__k1``, ... for the next cursor.
+
+        With `select` (an expression over the columns, e.g. a JSON line), the page's rows are
+        that expression as ``line`` (plus the hidden columns), computed only for the page's
+        rows: in one SELECT, DuckDB would compute it for every matching row before the limit.
+        """
+        st = self._page()
+        if select is None:
+            return st
+        hidden = [SortKey(f"{_HIDDEN}{i}", k.descending) for i, k in enumerate(self.keys)]
+        keys = ", ".join(ident(k.column) for k in hidden)
+        return Statement(f"SELECT {select} AS line, {keys} FROM ({st.sql}) AS pg "
+                         f"ORDER BY {order_sql(hidden)}", st.params)
+
+    def _page(self) -> Statement:
         p = Params()
         hidden = ", ".join(f"{ident(k.column)} AS {_HIDDEN}{i}" for i, k in enumerate(self.keys))
         scope = self._scope(p, row_numbers=self.in_file_order)

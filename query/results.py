@@ -37,6 +37,22 @@ class Result:
 
 
 @dataclass(frozen=True)
+class TextPage:
+    """One page already encoded (csv, json or ndjson), as `Engine.export` would encode those
+    rows: `body` is the whole document (JSON: an array). `rows` is the page's row count."""
+
+    version: int
+    table: str
+    fmt: str
+    columns: tuple[str, ...]
+    body: bytes
+    rows: int
+    total: int
+    next_cursor: str | None
+    fallback: Fallback | None = None
+
+
+@dataclass(frozen=True)
 class Stream:
     """All matching rows as Arrow batches, read lazily from one version; close it when done
     (or use it as a context manager): it holds its own DuckDB cursors."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from lake.layout import PARTITION_COLUMN, TABLES, Layout, SnapshotError, version_name
+from lake.layout import MANIFEST, PARTITION_COLUMN, TABLES, Layout, SnapshotError, version_name
 from lake.manifest import Manifest, load_manifest, verify
 from query.errors import CorruptSnapshot, NoSnapshot, UnknownGroup, UnknownTable, UnknownVersion
 
@@ -144,9 +144,11 @@ class Resolver:
         Raises:
             UnknownVersion, CorruptSnapshot.
         """
+        # One stat instead of listing every version: a pinned read (a cursor, the API's page
+        # of the version it just resolved) happens on every request.
+        if version < 0 or not os.path.isfile(self.layout.version_dir(version) / MANIFEST):
+            raise UnknownVersion(version_name(version), map(version_name, self.versions()))
         with self._lock:
-            if version not in self.versions():
-                raise UnknownVersion(version_name(version), map(version_name, self.versions()))
             problems = self._check(version)
             if problems:
                 raise CorruptSnapshot(version, problems)

@@ -8,13 +8,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
-from api.server import TRUSTED_PROXY_HEADERS, check_bind, waitress_options
+from api.server import (
+    TRUSTED_PROXY_HEADERS,
+    QueueWarnings,
+    check_bind,
+    use_channel,
+    waitress_options,
+)
 from fmw.errors import ConfigError
 from tests.api.conftest import with_api
 
@@ -46,6 +54,90 @@ def test_waitress_options_follow_the_settings(env):
         "x-forwarded-for", "x-forwarded-proto"}
     with pytest.raises(ConfigError, match="127.0.0.1"):
         waitress_options(with_api(env.settings, api_trusted_proxy="*"), "127.0.0.1", 8000)
+
+
+def test_a_channel_is_not_writable_while_its_worker_holds_the_buffer():
+    # waitress would call such a channel writable, and its main loop would spin on it while
+    # the worker (which sends the bytes itself) waits for the GIL: see api.server.
+    from waitress.channel import HTTPChannel
+    from waitress.server import create_server
+    srv = use_channel(create_server(lambda environ, start_response: [], host="127.0.0.1",
+                                    port=0))
+    a, b = socket.socketpair()
+    ch = srv.channel_class(srv, a, ("127.0.0.1", 1), srv.adj, map={})
+    held, done = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with ch.outbuf_lock:
+            held.set()
+            done.wait(10)
+
+    t = threading.Thread(target=worker)
+    try:
+        assert not ch.writable()  # nothing to send
+        ch.requests, ch.total_outbufs_len = [object()], 10
+        assert ch.writable()  # bytes left and the lock is free: the loop sends them
+        t.start()
+        assert held.wait(10)
+        assert HTTPChannel.writable(ch)  # what waitress says
+        assert not ch.writable()  # what we say: the worker is sending
+        ch.total_outbufs_len = srv.adj.outbuf_high_watermark + 1
+        assert ch.writable()  # over the mark the worker waits for the loop to drain
+        ch.total_outbufs_len = 10
+        ch.requests = []
+        assert ch.writable()  # no task: the leftovers are the loop's to send
+        ch.requests, ch.will_close = [object()], True
+        assert ch.writable()  # closing: the loop must get to it
+    finally:
+        done.set()
+        if t.is_alive():
+            t.join(10)
+        ch.requests, ch.total_outbufs_len, ch.will_close = [], 0, False
+        ch.close()
+        b.close()
+        srv.trigger.close()
+        srv.close()
+
+
+def test_many_clients_at_once_get_every_byte(server, env):
+    # 40 keep-alive clients on 8 worker threads: every answer complete and in order, pages and
+    # a multi-megabyte CSV alike (waitress's channel with our writable rule).
+    whole = requests.get(f"{server.url}/api/v1/features", timeout=60)
+    assert whole.status_code == 200 and len(whole.content) > 10_000
+
+    def client(i: int) -> list[tuple[int, int, bool]]:
+        out = []
+        with requests.Session() as s:
+            for k in range(6):
+                if (i + k) % 5 == 0:
+                    r = s.get(f"{server.url}/api/v1/features", timeout=60)
+                    out.append((r.status_code, len(r.content), r.content == whole.content))
+                else:
+                    r = s.get(f"{server.url}/api/v1/features?format=json&limit={1 + k}",
+                              timeout=60)
+                    out.append((r.status_code, len(r.json()["data"]), True))
+        return out
+
+    with ThreadPoolExecutor(40) as pool:
+        results = [x for chunk in pool.map(client, range(40)) for x in chunk]
+    assert len(results) == 240
+    assert all(code == 200 and same for code, _, same in results)
+    assert sorted({n for code, n, _ in results if n < 10}) == [1, 2, 3, 4, 5, 6]
+
+
+def test_waitress_queue_warnings_are_throttled(caplog):
+    import logging
+    logger = logging.getLogger("fmw-test-queue")
+    logger.addFilter(QueueWarnings(interval_s=0.2))
+    with caplog.at_level(logging.WARNING, logger="fmw-test-queue"):
+        for depth in (1, 5, 3):
+            logger.warning("Task queue depth is %d", depth)
+        time.sleep(0.25)
+        logger.warning("Task queue depth is %d", 2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "fmw-test-queue"]
+    assert lines == ["Task queue depth is 1",
+                     "Task queue depth is 2 (deepest 5; 2 more such warnings in the last 0.2 s "
+                     "not shown)"]
 
 
 def _free_port() -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from query import BadCursor, BadValue, Engine, QuerySpec, UnknownField
+from query.errors import ExportError
 from query.paging import CursorState, decode_cursor, encode_cursor
 from tests.query.conftest import FEATURES_V1, features_v2, write_version
 
@@ -171,3 +172,53 @@ def test_a_cursor_of_a_deleted_version_says_start_again(root: Path,
     with pytest.raises(BadCursor) as info:
         engine.query(QuerySpec(limit=4, cursor=cursor))
     assert "no longer kept" in str(info.value)
+
+
+@pytest.mark.parametrize(("limit", "offset"), [
+    (100, 0), (10, 0), (3, 0), (3, 3), (3, 9), (4, 8), (3, 10), (3, 11), (5, 500),
+])
+def test_total_is_exact_whether_or_not_the_page_tells_it(engine: Engine, limit: int,
+                                                         offset: int) -> None:
+    # A last page reached by offset gives the total without a count; an empty page past the
+    # end, or any page with a next one, needs the count: all must agree with it.
+    for filters in [(), (("mcc", "450"),), (("mcc", "999"),)]:
+        spec = QuerySpec(limit=limit, offset=offset, filters=filters)
+        whole = engine.query(QuerySpec(limit=1000, filters=filters)).rows.num_rows
+        r = engine.query(spec)
+        assert r.total == whole, (filters, limit, offset)
+        assert r.rows.num_rows == max(0, min(limit, whole - offset))
+        assert engine.page_text(spec, "json").total == whole
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "ndjson"])
+@pytest.mark.parametrize("order", [(), ("-updated_at",), ("status", "-mcc"), ("-notes",)])
+def test_a_text_page_is_the_export_of_the_same_rows(engine: Engine, fmt: str,
+                                                    order: tuple) -> None:
+    # Engine.page_text makes the text inside the page's query; it must give the bytes an
+    # export of exactly those rows gives, and the same cursor and total as Engine.query.
+    spec = QuerySpec(order=order, limit=3, filters=(("mcc__in", "450,440,262"),))
+    cursor, seen = None, 0
+    while True:
+        page_spec = QuerySpec(**{**spec.__dict__, "cursor": cursor})
+        text = engine.page_text(page_spec, fmt)
+        rows = engine.query(page_spec)
+        by_id = QuerySpec(order=order, filters=(
+            ("identity_hash__in", ",".join(rows.rows.column("identity_hash").to_pylist())),))
+        export = b"".join(engine.export(by_id, fmt).chunks)
+        assert text.body == export
+        assert (text.total, text.next_cursor, text.rows) == (
+            rows.total, rows.next_cursor, rows.rows.num_rows)
+        seen += text.rows
+        if text.next_cursor is None:
+            break
+        cursor = text.next_cursor
+    assert seen == text.total > 3
+
+
+def test_a_text_page_of_nothing(engine: Engine) -> None:
+    spec = QuerySpec(filters=(("mcc", "999"),))
+    assert engine.page_text(spec, "json").body == b"[\n]\n"
+    assert engine.page_text(spec, "ndjson").body == b""
+    assert engine.page_text(spec, "csv", bom=True).body.startswith(b"\xef\xbb\xbf\"identity_hash\"")
+    with pytest.raises(ExportError):
+        engine.page_text(spec, "parquet")
