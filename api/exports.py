@@ -41,6 +41,8 @@ class ExportCache:
         self._lock = threading.Lock()
         self._filling: set[Path] = set()
         self._current: int | None = None
+        self._stop = threading.Event()
+        self._warming: list[threading.Thread] = []
 
     def path(self, version: int, name: str) -> Path:
         if "/" in name or "\\" in name or name.startswith("."):
@@ -106,9 +108,22 @@ class ExportCache:
         """Write the cached file now if it is missing (for warming); True when present."""
         if self.get(version, name) is not None:
             return True
-        for _ in self.tee(version, name, make()):
-            pass
+        copying = self.tee(version, name, make())
+        try:
+            for _ in copying:
+                if self._stop.is_set():  # closing: drop the partial copy, free the engine
+                    break
+        finally:
+            copying.close()
         return self.get(version, name) is not None
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop warming and wait for it (before the query engine it reads from closes)."""
+        self._stop.set()
+        with self._lock:
+            threads, self._warming = self._warming, []
+        for t in threads:
+            t.join(timeout)
 
     def note_current(self, version: int, warm: Callable[[int], None] | None = None) -> None:
         """Called with the current version; on a change, drop older folders and warm."""
@@ -117,9 +132,12 @@ class ExportCache:
                 return
             self._current = version
         self._prune(keep=version)
-        if warm is not None:
-            threading.Thread(target=self._warm, args=(warm, version), daemon=True,
-                             name=f"fmw-export-warm-{version}").start()
+        if warm is not None and not self._stop.is_set():
+            t = threading.Thread(target=self._warm, args=(warm, version), daemon=True,
+                                 name=f"fmw-export-warm-{version}")
+            with self._lock:
+                self._warming = [w for w in self._warming if w.is_alive()] + [t]
+            t.start()
 
     def _warm(self, warm: Callable[[int], None], version: int) -> None:
         try:

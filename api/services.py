@@ -68,8 +68,11 @@ class Services:
     clock: Callable[[], float] = field(default=time.time)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Wait for a background sync to finish, then close the query engine."""
+        """Wait for a background sync and the download warm-up to finish, then close the
+        query engine."""
         self.launcher.join(timeout)
+        if self.exports is not None:
+            self.exports.close(timeout)
         close = getattr(self.reader, "close", None)
         if close is not None:
             close()
