@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from fmw.settings import Settings
 from lake.layout import TABLES, SnapshotError, version_name
-from query import analyst, diff, textrows
+from query import analyst, diff, textrows, xlsxrows
 from query.encoders import CONTENT_TYPES, encode
 from query.errors import (
     BadCursor,
@@ -256,17 +256,19 @@ class Engine:
                neutralise: bool = False) -> Export:
         """Matching rows encoded as csv, json, ndjson, parquet or xlsx, as bytes chunks.
 
-        CSV and JSON text is made by DuckDB inside the query (all threads); Parquet and XLSX
-        encode the Arrow batches. See `query.textrows` and `query.encoders` for the formats.
+        CSV, JSON and XLSX rows are made by DuckDB inside the query (all threads); Parquet
+        encodes the Arrow batches. See `query.textrows`, `query.xlsxrows` and `query.encoders`.
         """
         if fmt not in CONTENT_TYPES:
             raise ExportError(fmt, f"unknown format; valid: {', '.join(CONTENT_TYPES)}")
-        text = fmt in TEXT_FORMATS
+        text = fmt in TEXT_FORMATS or fmt == "xlsx"
         stream = self._stream(spec, version, as_of, BATCH_ROWS, lines=fmt if text else None,
                               neutralise=neutralise)
         try:
             if fmt == "csv":
                 chunks = textrows.encode_csv_lines(stream.reader, stream.columns, bom=bom)
+            elif fmt == "xlsx":
+                chunks = xlsxrows.encode_xlsx_lines(stream.reader, stream.columns)
             elif text:
                 chunks = textrows.encode_json_lines(stream.reader, array=fmt == "json")
             else:
@@ -394,6 +396,8 @@ def _line_sql(prep: Prepared, fmt: str, neutralise: bool) -> str:
     cols = [(c, prep.schema.column(c).type) for c in prep.columns]
     if fmt == "csv":
         return textrows.csv_line_sql(cols, neutralise=neutralise)
+    if fmt == "xlsx":
+        return xlsxrows.xlsx_row_sql(cols, neutralise=neutralise)
     return textrows.json_line_sql(cols, json_columns=JSON_COLUMNS,
                                   end=",\n" if fmt == "json" else "\n")
 

@@ -181,26 +181,32 @@ def _lines(cur: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader,
     return lines.to_arrow_reader(batch_rows), [n for n, _ in columns]
 
 
+def with_lines(reader: pa.RecordBatchReader,
+               make_sql: Callable[[list[tuple[str, str]]], str],
+               finish: Callable[[pa.RecordBatchReader, list[str]], Iterator[bytes]],
+               batch_rows: int = 65_536) -> Iterator[bytes]:
+    """Any Arrow stream made into lines by `make_sql` (over its (name, type) columns), then
+    into bytes by `finish(lines, names)`."""
+    cur = _database().cursor()  # its own, so streams on one thread do not disturb each other
+    try:
+        lines, names = _lines(cur, reader, make_sql, batch_rows)
+        yield from finish(lines, names)
+    finally:
+        cur.close()
+
+
 def encode_csv(reader: pa.RecordBatchReader, *, bom: bool = False, neutralise: bool = False,
                header: bool = True, batch_rows: int = 65_536) -> Iterator[bytes]:
     """Any Arrow stream as CSV chunks."""
-    cur = _database().cursor()  # its own, so streams on one thread do not disturb each other
-    try:
-        lines, names = _lines(cur, reader, lambda cols: csv_line_sql(cols, neutralise=neutralise),
-                              batch_rows)
-        yield from encode_csv_lines(lines, names, bom=bom, header=header)
-    finally:
-        cur.close()
+    return with_lines(reader, lambda cols: csv_line_sql(cols, neutralise=neutralise),
+                      lambda lines, names: encode_csv_lines(lines, names, bom=bom,
+                                                            header=header), batch_rows)
 
 
 def encode_json(reader: pa.RecordBatchReader, *, json_columns: Collection[str] = (),
                 array: bool = True, batch_rows: int = 65_536) -> Iterator[bytes]:
     """Any Arrow stream as a JSON array (or, `array=False`, NDJSON) in chunks."""
-    cur = _database().cursor()
-    try:
-        end = ",\n" if array else "\n"
-        lines, _ = _lines(cur, reader, lambda cols: json_line_sql(
-            cols, json_columns=json_columns, end=end), batch_rows)
-        yield from encode_json_lines(lines, array=array)
-    finally:
-        cur.close()
+    end = ",\n" if array else "\n"
+    return with_lines(reader, lambda cols: json_line_sql(cols, json_columns=json_columns,
+                                                         end=end),
+                      lambda lines, _: encode_json_lines(lines, array=array), batch_rows)

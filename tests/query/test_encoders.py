@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from query import Engine, ExportError, QuerySpec, encode
+from query import Engine, ExportError, QuerySpec, encode, xlsxrows
 from query import encoders as enc
 from query.encoders import encode_csv, encode_json, encode_ndjson, encode_parquet, encode_xlsx
 
@@ -164,7 +164,7 @@ def test_xlsx_round_trip(neutralise: bool) -> None:
         else:
             assert got == want
     assert rows[1][2] == datetime(2026, 11, 1, 9, 30)  # UTC, without zone (Excel has none)
-    assert rows[1][4] == '["a", "b\\"c"]'
+    assert rows[1][4] == '["a","b\\"c"]'  # JSON text, as in CSV
 
 
 def test_xlsx_text_starting_with_equals_is_never_a_formula() -> None:
@@ -180,7 +180,7 @@ def test_xlsx_drops_characters_excel_cannot_hold() -> None:
 
 
 def test_xlsx_refuses_more_rows_than_a_sheet_holds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(enc, "XLSX_MAX_ROWS", 5)
+    monkeypatch.setattr(xlsxrows, "XLSX_MAX_ROWS", 5)
     with pytest.raises(ExportError) as info:
         joined(encode_xlsx(reader(table())))
     assert info.value.fmt == "xlsx"
@@ -257,3 +257,66 @@ def test_export_order_is_stable(engine: Engine, neutralise: bool) -> None:
     rows = list(csv.DictReader(io.StringIO(outs.pop().decode(), newline="")))
     keys = [(r["feature_group"], r["feature_name"], r["mcc"], r["mnc"]) for r in rows]
     assert keys == sorted(keys) and len(keys) == 10
+
+
+@pytest.mark.parametrize(("index", "letters"), [
+    (0, "A"), (25, "Z"), (26, "AA"), (51, "AZ"), (52, "BA"), (701, "ZZ"), (702, "AAA"),
+    (16_383, "XFD"),
+])
+def test_xlsx_column_letters(index: int, letters: str) -> None:
+    assert xlsxrows.column_letters(index) == letters
+
+
+def test_xlsx_keeps_every_type_and_position() -> None:
+    from decimal import Decimal
+    long = "가" * 40_000
+    t = pa.table({
+        "flag": pa.array([True, False, None]),
+        "x": pa.array([1.5, float("nan"), float("inf")]),
+        "big": pa.array([2**53, -7, None], pa.int64()),
+        "price": pa.array([Decimal("12.34"), None, Decimal("-0.50")], pa.decimal128(10, 2)),
+        "naive": pa.array([datetime(1999, 12, 31, 23, 59, 59), None,
+                           datetime(2026, 1, 2, 3, 4, 5, 500_000)], pa.timestamp("us")),
+        "text": pa.array(["a & b <c> \"d\" 'e'", "", long]),
+        "nested": pa.array([{"k": 1}, None, {"k": None}], pa.struct([("k", pa.int64())])),
+        **{f"c{i}": pa.array([f"v{i}", None, None]) for i in range(24)},  # past column Z
+    })
+    data = joined(encode_xlsx(reader(t, chunk=2)))
+    ws = openpyxl.load_workbook(io.BytesIO(data)).active
+    rows = list(ws.iter_rows(values_only=True))
+    assert rows[0] == tuple(t.column_names)
+    assert rows[1][:7] == (True, 1.5, 2**53, 12.34, datetime(1999, 12, 31, 23, 59, 59),
+                           "a & b <c> \"d\" 'e'", '{"k":1}')
+    assert rows[2][:7] == (False, None, -7, None, None, None, None)  # NaN: no cell
+    assert rows[3][:4] == (None, None, None, -0.5)  # infinity: no cell
+    assert rows[3][4] == datetime(2026, 1, 2, 3, 4, 5, 500_000)
+    assert rows[3][5] == "가" * 32_767 and rows[3][6] == '{"k":null}'
+    assert rows[1][7:] == tuple(f"v{i}" for i in range(24)) and ws["AE2"].value == "v23"
+    assert ws["E2"].number_format == "yyyy-mm-dd hh:mm:ss" and ws["A2"].data_type == "b"
+    assert ws.freeze_panes == "A2"
+
+
+def test_xlsx_is_a_well_formed_package() -> None:
+    import xml.etree.ElementTree as ET
+    import zipfile
+    data = joined(encode_xlsx(reader(table())))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.testzip() is None
+        assert sorted(zf.namelist()) == [
+            "[Content_Types].xml", "_rels/.rels", "xl/_rels/workbook.xml.rels",
+            "xl/styles.xml", "xl/workbook.xml", "xl/worksheets/sheet1.xml"]
+        for name in zf.namelist():
+            ET.fromstring(zf.read(name))
+        sheet = ET.fromstring(zf.read("xl/worksheets/sheet1.xml"))
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    rows = sheet.findall("m:sheetData/m:row", ns)
+    assert [r.get("r") for r in rows] == [str(i) for i in range(1, N + 2)]
+    assert all(c.get("r", "").endswith(r.get("r")) for r in rows for c in r)
+
+
+def test_xlsx_through_the_engine_refuses_more_rows_than_a_sheet_holds(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(xlsxrows, "XLSX_MAX_ROWS", 3)
+    with pytest.raises(ExportError) as info:
+        joined(engine.export(QuerySpec(), "xlsx").chunks)
+    assert "more than 2 rows" in str(info.value)
