@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ class ExportCache:
             return 0
         return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
 
-    def tee(self, version: int, name: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    def tee(self, version: int, name: str, chunks: Iterator[bytes]
+            ) -> Generator[bytes, None, None]:
         """Yield `chunks` and keep a copy as the cached file (unless another request is filling
         it or the cache is full); a partial copy (client gone, error) is discarded."""
         target = self.path(version, name)

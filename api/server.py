@@ -52,7 +52,7 @@ def _channel_class() -> type:
     """
     from waitress.channel import HTTPChannel
 
-    class Channel(HTTPChannel):  # type: ignore[misc]
+    class Channel(HTTPChannel):
         def writable(self) -> bool:
             if (self.requests and self.total_outbufs_len and not self.will_close
                     and not self.close_when_flushed
