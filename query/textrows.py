@@ -27,6 +27,7 @@ import pyarrow as pa
 BOM = b"\xef\xbb\xbf"
 JSON_TS = "%Y-%m-%dT%H:%M:%S.%f"
 FORMULA_CHARS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = r"^[=+\-@\t\r]"  # FORMULA_CHARS as an RE2 pattern
 _lock = threading.Lock()
 _db: duckdb.DuckDBPyConnection | None = None
 
@@ -53,13 +54,17 @@ def _ts_format(t: str, fmt: str) -> str:
 
 # -- CSV ----------------------------------------------------------------------------------------
 
+def formula_prefix_sql(expr: str) -> str:
+    """``'`` when the text `expr` starts like a formula (see FORMULA_CHARS), else empty.
+
+    One regular expression: not "left(x, 1) IN (...)", which DuckDB rewrote into a join whose
+    plan returned rows out of order (DuckDB 2.0), and not six starts_with calls, which repeat
+    `expr` (for XLSX, a cell's cleaned text) six times."""
+    return f"CASE WHEN regexp_matches({expr}, '{_FORMULA_START}') THEN '''' ELSE '' END"
+
+
 def _quoted(expr: str, *, neutralise: bool = False) -> str:
-    prefix = ""
-    if neutralise:
-        # starts_with, not "left(x, 1) IN (...)": DuckDB rewrites a long IN list into a join,
-        # and that plan returned rows out of order (seen with DuckDB 2.0)
-        hit = " OR ".join(f"starts_with({expr}, chr({ord(c)}))" for c in FORMULA_CHARS)
-        prefix = f"CASE WHEN {hit} THEN '''' ELSE '' END, "
+    prefix = f"{formula_prefix_sql(expr)}, " if neutralise else ""
     return (f"""CASE WHEN {expr} IS NULL THEN '' """
             f"""ELSE concat('"', {prefix}replace({expr}, '"', '""'), '"') END""")
 

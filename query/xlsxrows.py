@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from query.errors import ExportError
 from query.filters import ident
-from query.textrows import FORMULA_CHARS, with_lines
+from query.textrows import formula_prefix_sql, with_lines
 
 XLSX_MAX_ROWS = 1_048_576  # including the header row
 XLSX_MAX_CELL = 32_767
@@ -54,8 +54,7 @@ def column_letters(index: int) -> str:
 def _text_cell(ref: str, expr: str, *, neutralise: bool) -> str:
     clean = f"regexp_replace({expr}, '{_ILLEGAL}', '', 'g')"
     if neutralise:
-        hit = " OR ".join(f"starts_with({clean}, chr({ord(c)}))" for c in FORMULA_CHARS)
-        clean = f"CASE WHEN {hit} THEN concat('''', {clean}) ELSE {clean} END"
+        clean = f"concat({formula_prefix_sql(clean)}, {clean})"
     text = (f"replace(replace(replace(left({clean}, {XLSX_MAX_CELL}), '&', '&amp;'), "
             f"'<', '&lt;'), '>', '&gt;')")
     return (f"""CASE WHEN {expr} IS NULL OR {expr} = '' THEN '' ELSE concat('<c r="{ref}" """
