@@ -118,6 +118,7 @@ class Settings:
     sla_webhook_timeout_s: float = 10.0
     sla_notify_resolved: bool = True
     service_stop_grace_s: float = 20.0
+    pg_watch_interval_s: float = 10.0
     ui_host: str = "127.0.0.1"
     ui_port: int = 8501
     ui_base_url_path: str = ""

@@ -74,6 +74,7 @@ TUNABLES: tuple[Tunable, ...] = (
     Tunable("sla_webhook_timeout_s", "float", 0.1),
     Tunable("sla_notify_resolved", "bool"),
     Tunable("service_stop_grace_s", "float", 0),
+    Tunable("pg_watch_interval_s", "float", 1),
     # the explorer
     Tunable("ui_host", "str"),
     Tunable("ui_port", "int", 1, 65535),

@@ -19,6 +19,7 @@ import psycopg
 
 from fmw.errors import DatabaseUnavailable
 from fmw.settings import Settings
+from ledger.pgzones import ensure_zone_files
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,10 @@ def _embedded_url(pg_dir: Path) -> str:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
             import pgserver
+            ensure_zone_files(Path(pgserver.__file__).parent / "pginstall")
             server = pgserver.get_server(pg_dir, cleanup_mode=None)
+    except DatabaseUnavailable:
+        raise
     except Exception as exc:
         raise DatabaseUnavailable(f"could not start the embedded PostgreSQL in {pg_dir}: {exc}") from exc
     url = str(server.get_uri())
@@ -99,6 +103,37 @@ def stop_embedded(settings: Settings) -> bool:
         atexit.unregister(server._cleanup)
         pgserver.PostgresServer._instances.pop(pg_dir.resolve(), None)
     return True
+
+
+def embedded_alive(settings: Settings) -> bool:
+    """True when the embedded server of `settings` runs: its ``postmaster.pid`` names a live
+    process that reported itself ready."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.utils import PostmasterInfo
+    try:
+        info = PostmasterInfo.read_from_pgdata(settings.pg_dir)
+    except Exception:  # a half-written postmaster.pid while the server starts or stops
+        return False
+    return info is not None and info.is_running() and info.status == "ready"
+
+
+def revive_embedded(settings: Settings) -> str:
+    """Start the embedded server again after it died, and return its URL.
+
+    pgserver keeps one handle per data folder for the life of the process and would hand back
+    the dead server's; the handle is dropped first so the server is really started again.
+
+    Raises:
+        DatabaseUnavailable: it could not be started (the reason names the folder).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    old = pgserver.PostgresServer._instances.pop(settings.pg_dir.resolve(), None)
+    if old is not None:
+        atexit.unregister(old._cleanup)
+    return _embedded_url(settings.pg_dir)
 
 
 def connect(settings: Settings, *, autocommit: bool = False, url: str | None = None,

@@ -76,15 +76,47 @@ def release_lock(conn: psycopg.Connection, schema: str) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, schema))
 
 
-def fail_interrupted_runs(conn: psycopg.Connection) -> list[int]:
-    """Mark runs left 'running' by a dead process as failed. Call only while holding the lock."""
+def run_backend_name(schema: str, run_id: int) -> str:
+    """The ``application_name`` of the connection that does run `run_id`'s work.
+
+    It names the schema too: run ids are per schema, and several schemas may share a server.
+    PostgreSQL keeps at most 63 bytes of it.
+    """
+    return f"fmw-sync-run-{run_id}@{schema}"[:63]
+
+
+def fail_interrupted_runs(conn: psycopg.Connection, schema: str) -> list[int]:
+    """Mark runs left 'running' by a dead process as failed. Call only while holding the lock.
+
+    The dead process's work connection may still be inside a long statement: PostgreSQL notices
+    a vanished client only when it next reads or writes the socket, or through
+    ``client_connection_check_interval``, which the server refuses on Windows. Holding the lock
+    proves the owner is gone, so such leftovers are ended here before the new run starts:
+    otherwise the new run would wait on their row locks until their statement finished.
+    """
     rows = conn.execute(
         "UPDATE runs SET status = 'failed', finished_at = clock_timestamp(), error_summary = %s "
         "WHERE status = 'running' RETURNING id, day", (INTERRUPTED,)
     ).fetchall()
     for _, day in rows:
         bump_daily(conn, day, runs=1, failed_runs=1)
-    return [r[0] for r in rows]
+    ids = [r[0] for r in rows]
+    if ids:
+        terminate_backends(conn, [run_backend_name(schema, i) for i in ids])
+    return ids
+
+
+def terminate_backends(conn: psycopg.Connection, names: list[str], wait_s: float = 30.0) -> int:
+    """End the server sessions whose ``application_name`` is one of `names` and wait until they
+    are gone (their transactions roll back). Returns how many were ended."""
+    # PostgreSQL 14+ waits for the session to be gone; older servers only signal it.
+    call = ("pg_terminate_backend(pid, %(ms)s)" if conn.info.server_version >= 140000
+            else "pg_terminate_backend(pid)")
+    row = conn.execute(
+        f"SELECT count(*) FILTER (WHERE {call}) FROM pg_stat_activity "
+        "WHERE application_name = ANY(%(names)s) AND datname = current_database() "
+        "AND pid <> pg_backend_pid()", {"ms": int(wait_s * 1000), "names": names}).fetchone()
+    return int(row[0]) if row else 0
 
 
 def start_run(conn: psycopg.Connection, trigger: str, sources: list[str], timezone: str) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from ledger.runs import LOCK_CLASS
+from ledger.runs import LOCK_CLASS, run_backend_name
 
 #: First key of the scheduler's own advisory lock ("FMH", the host): one active scheduler per
 #: schema. Distinct from the sync lock (runs.LOCK_CLASS, "FMW") and the snapshot publish lock
@@ -121,7 +121,7 @@ def own_running_run(conn: psycopg.Connection) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
-def cancel_run_statement(conn: psycopg.Connection, run_id: int) -> int:
+def cancel_run_statement(conn: psycopg.Connection, schema: str, run_id: int) -> int:
     """Cancel the statement the sync of `run_id` is executing (its transaction then rolls back).
 
     Returns the number of backends signalled (0 when the run is between statements).
@@ -129,7 +129,7 @@ def cancel_run_statement(conn: psycopg.Connection, run_id: int) -> int:
     row = conn.execute(
         "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity "
         "WHERE application_name = %s AND datname = current_database() "
-        "AND pid <> pg_backend_pid()", (f"fmw-sync-run-{run_id}",)).fetchone()
+        "AND pid <> pg_backend_pid()", (run_backend_name(schema, run_id),)).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -92,7 +92,7 @@ def run_sync(settings: Settings, plan: SyncPlan, progress: Progress | None = Non
         require_current(lock_conn, settings.schema)
         runs.acquire_lock(lock_conn, settings.schema)
         try:
-            runs.fail_interrupted_runs(lock_conn)
+            runs.fail_interrupted_runs(lock_conn, settings.schema)
             run_id = runs.start_run(lock_conn, plan.trigger, [s.name for s in plan.sources],
                                     settings.timezone)
             return _run(settings, plan, run_id, lock_conn, progress)
@@ -105,7 +105,7 @@ def run_sync(settings: Settings, plan: SyncPlan, progress: Progress | None = Non
 
 def _run(settings: Settings, plan: SyncPlan, run_id: int, lock_conn: psycopg.Connection,
          progress: Progress) -> SyncResult:
-    conn = connect(settings, application_name=f"fmw-sync-run-{run_id}")
+    conn = connect(settings, application_name=runs.run_backend_name(settings.schema, run_id))
     ctx = _RunContext(run_id=run_id)
     try:
         result = _execute(conn, settings, plan, ctx, progress)
@@ -162,8 +162,7 @@ def _execute(conn: psycopg.Connection, settings: Settings, plan: SyncPlan, ctx: 
     conn.execute("SET temp_buffers = '512MB'")  # must precede the session's first temp table
     conn.execute("SET LOCAL work_mem = '256MB'")
     conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    if conn.info.server_version >= 140000:
-        conn.execute("SET LOCAL client_connection_check_interval = '2s'")
+    watch_client(conn)
     row = conn.execute("SELECT (now() AT TIME ZONE %s)::date", (settings.timezone,)).fetchone()
     assert row is not None
     conn.execute(MM_TODAY, {"day": row[0]})
@@ -216,6 +215,23 @@ def _execute(conn: psycopg.Connection, settings: Settings, plan: SyncPlan, ctx: 
     return SyncResult(run_id=run_id, status=status, counts=dict(ctx.counts),
                       source_stats=ctx.source_stats, phase_seconds=ctx.phases,
                       dry_run=plan.dry_run)
+
+
+def watch_client(conn: psycopg.Connection) -> bool:
+    """Have the server end this run's statements if the client process dies (PostgreSQL 14+).
+
+    PostgreSQL refuses the setting where the OS lacks POLLRDHUP (Windows); there a killed
+    client's work is ended by the next run instead (`runs.fail_interrupted_runs`). Returns
+    whether the server took it.
+    """
+    if conn.info.server_version < 140000:
+        return False
+    try:
+        with conn.transaction():  # a savepoint: a refusal leaves the run's transaction usable
+            conn.execute("SET LOCAL client_connection_check_interval = '2s'")
+    except psycopg.errors.InvalidParameterValue:
+        return False
+    return True
 
 
 def _refuse_empty_full_source(conn: psycopg.Connection, cfg: SourceConfig) -> None:

@@ -29,6 +29,7 @@ OPS_DEFAULTS: dict[str, Any] = {
     "sla_webhook_timeout_s": 10.0,
     "sla_notify_resolved": True,
     "service_stop_grace_s": 20.0,
+    "pg_watch_interval_s": 10.0,
 }
 
 _OFF = ("", "off", "none", "false", "0")
@@ -69,6 +70,7 @@ class OpsConfig:
     notify_resolved: bool = True
     stop_grace_s: float = 20.0
     leader_retry_s: float = 30.0
+    pg_watch_s: float = 10.0
 
     def with_(self, **changes: Any) -> OpsConfig:
         return replace(self, **changes)
@@ -104,6 +106,7 @@ class OpsConfig:
             webhook_timeout_s=_number(settings, "sla_webhook_timeout_s", float, 0.1),
             notify_resolved=_flag(ops_setting(settings, "sla_notify_resolved")),
             stop_grace_s=_number(settings, "service_stop_grace_s", float, 0),
+            pg_watch_s=_number(settings, "pg_watch_interval_s", float, 1),
         )
 
 

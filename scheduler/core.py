@@ -155,7 +155,7 @@ class SyncScheduler:
             while datetime.now(UTC) < deadline:
                 run_id = scheduling.own_running_run(conn)
                 if run_id is not None:
-                    scheduling.cancel_run_statement(conn, run_id)
+                    scheduling.cancel_run_statement(conn, self.settings.schema, run_id)
                 if self._wait_idle(0.5):
                     return True
         except (FmwError, psycopg.Error) as exc:

@@ -22,6 +22,7 @@ from fmw.errors import FmwError
 from fmw.settings import Settings
 from scheduler.config import OpsConfig
 from scheduler.core import SyncScheduler
+from scheduler.pgwatch import EmbeddedWatch, WatchPolicy, webhook_notify
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class ServiceHost:
         self.scheduler: SyncScheduler | None = None
         self.services: Any = None
         self.server: Any = None
+        self.pg_watch = EmbeddedWatch(
+            settings, WatchPolicy(interval_s=self.config.pg_watch_s),
+            notify=webhook_notify(self.config.webhook_url, self.config.webhook_timeout_s))
 
     @property
     def url(self) -> str:
@@ -129,6 +133,7 @@ class ServiceHost:
                     log.error("the HTTP server thread ended unexpectedly")
                     self.stop()
                     return 1
+                self.pg_watch.tick()
         except KeyboardInterrupt:
             log.info("interrupted: shutting down")
         finished = self.stop()

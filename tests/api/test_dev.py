@@ -90,7 +90,7 @@ def test_a_running_sync_gives_409_with_its_run_id(server, admin, env):
         listed = admin.get(f"{server.url}/api/dev/runs").json()["data"]
         assert listed[0]["id"] == run_id and listed[0]["status"] == "running"
     finally:
-        runs.fail_interrupted_runs(conn)
+        runs.fail_interrupted_runs(conn, env.settings.schema)
         runs.release_lock(conn, env.settings.schema)
         conn.close()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -102,7 +101,7 @@ def test_sync_killed_mid_run_leaves_the_ledger_unchanged_and_the_next_sync_succe
                 time.sleep(0.02)
             else:
                 pytest.fail("the sync never started working")
-            os.kill(proc.pid, signal.SIGKILL)
+            proc.kill()  # SIGKILL on POSIX, TerminateProcess on Windows: no cleanup code runs
             proc.wait(10)
             killed = conn.execute("SELECT id, status FROM runs ORDER BY id DESC LIMIT 1").fetchone()
             assert killed[1] == "running"
@@ -117,6 +116,48 @@ def test_sync_killed_mid_run_leaves_the_ledger_unchanged_and_the_next_sync_succe
     with connect(s) as conn:
         status, summary = conn.execute("SELECT status, error_summary FROM runs WHERE id = %s",
                                        (killed[0],)).fetchone()
+    assert status == "failed" and "interrupted" in summary
+
+
+ORPHAN = """
+import sys, psycopg
+url, schema, name = sys.argv[1:4]
+with psycopg.connect(url, application_name=name, options=f"-c search_path={schema}") as c:
+    c.execute("UPDATE features SET status = 'orphaned'")
+    print("holding", flush=True)
+    c.execute("SELECT pg_sleep(600)")
+"""
+
+
+def test_next_sync_ends_the_work_of_a_killed_sync_the_server_did_not_notice(fmw, tmp_path):
+    """Where the server cannot watch the client (Windows refuses client_connection_check_interval),
+    a killed sync's statement runs on holding row locks; the next sync must end it, not wait."""
+    src = write_csv(tmp_path / "a.csv", rows(500))
+    s = fmw.setup(csv_source("a", src))
+    fmw("sync")
+    with connect(s, autocommit=True) as conn:
+        before = ledger_fingerprint(conn)
+        dead = runs.start_run(conn, "cli", ["a"], "UTC")  # its owner is gone: no lock is held
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN, s.database_url or "", s.schema,
+         runs.run_backend_name(s.schema, dead)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert orphan.stdout is not None and orphan.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        write_csv(src, rows(500, status="off"))
+        out = fmw("sync", timeout=60).stdout
+        assert time.monotonic() - started < 30  # did not wait for the orphan's pg_sleep(600)
+        assert "updated 500" in out
+        assert orphan.wait(30) != 0  # its session was terminated, its UPDATE rolled back
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+    with connect(s, autocommit=True) as conn:
+        assert ledger_fingerprint(conn) != before
+        assert conn.execute("SELECT count(*) FROM features WHERE status = 'orphaned'"
+                            ).fetchone()[0] == 0
+        status, summary = conn.execute("SELECT status, error_summary FROM runs WHERE id = %s",
+                                       (dead,)).fetchone()
     assert status == "failed" and "interrupted" in summary
 
 
