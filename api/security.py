@@ -146,7 +146,7 @@ class AllowList:
         try:
             self._backup.parent.mkdir(parents=True, exist_ok=True)
             tmp = self._backup.with_suffix(".tmp")
-            tmp.write_text(json.dumps([e.as_json() for e in entries]), encoding="utf-8")
+            tmp.write_text(json.dumps([e.as_json() for e in entries]), encoding="utf-8", newline="\n")
             tmp.replace(self._backup)
         except OSError as exc:
             log.warning("could not write the allow-list backup %s: %s", self._backup, exc)

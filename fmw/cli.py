@@ -100,7 +100,7 @@ def cmd_init(args: argparse.Namespace, _settings: Settings | None) -> int:
     if target.exists() and not args.force:
         raise FmwError(f"{target} exists; use --force to overwrite it")
     template = Path(__file__).parent / "templates" / "fmw.toml"
-    target.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
+    target.write_text(template.read_text(encoding="utf-8"), encoding="utf-8", newline="\n")
     render.out(f"wrote {target}; edit its [[sources]], then run `fmw db upgrade` and `fmw sync`")
     return 0
 

@@ -167,7 +167,7 @@ def cmd_backup_schedule(args: argparse.Namespace, settings: Settings) -> int:
                           user=args.user)
     out.mkdir(parents=True, exist_ok=True)
     for t in tasks:
-        (out / xml_file_name(t)).write_text(task_xml(t), encoding="utf-16")
+        (out / xml_file_name(t)).write_text(task_xml(t), encoding="utf-16", newline="\r\n")
         render.out(f"wrote {out / xml_file_name(t)}")
     (out / "register-tasks.cmd").write_bytes(register_script(tasks).encode("ascii", "replace"))
     render.out(f"wrote {out / 'register-tasks.cmd'}: run it as Administrator to register "

@@ -27,7 +27,7 @@ def write_demo_config(settings: Settings, target: Path) -> Path:
         "",
     ]
     cfg = target / "fmw.toml"
-    cfg.write_text("\n".join(head) + render_sources_toml(sources), encoding="utf-8")
+    cfg.write_text("\n".join(head) + render_sources_toml(sources), encoding="utf-8", newline="\n")
     return cfg
 
 

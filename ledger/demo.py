@@ -219,13 +219,13 @@ def _write_day(target: Path, day: dict[str, list[Record]]) -> None:
         "owner": r["owner"], "updated_at": _stamp(r, "%Y-%m-%dT%H:%M:%SZ"),
         "meta": {"portal": "wfc-admin", "operator": r["operator"]},
     }, ensure_ascii=False) for r in day["wifi_calling"]]
-    (target / "wifi_calling.jsonl").write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+    (target / "wifi_calling.jsonl").write_text("".join(f"{x}\n" for x in lines), encoding="utf-8", newline="\n")
     items = [{"featureName": r["feature"], "mcc": r["mcc"], "mnc": r["mnc"], "state": r["status"],
               "value": r["value"], "owner": r["owner"],
               "modified": _stamp(r, "%Y-%m-%dT%H:%M:%S+00:00")} for r in day["volte_overrides"]]
     doc = {"meta": {"system": "noc-overrides", "count": len(items)}, "data": {"items": items}}
     (target / "volte_overrides.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n",
-                                                 encoding="utf-8")
+                                                 encoding="utf-8", newline="\n")
 
 
 def _write_xlsx(path: Path, rows: list[Record]) -> None:
@@ -281,7 +281,7 @@ def write_demo_sources(target: Path, seed: int = 7) -> list[dict[str, Any]]:
     """
     day, _ = _build(seed)
     _write_day(Path(target), day)
-    (Path(target) / MARKER).write_text(json.dumps({"seed": seed}) + "\n", encoding="utf-8")
+    (Path(target) / MARKER).write_text(json.dumps({"seed": seed}) + "\n", encoding="utf-8", newline="\n")
     return demo_source_tables()
 
 

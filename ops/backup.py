@@ -129,7 +129,7 @@ def create_backup(settings: Settings, *, tag: str = "", now: datetime | None = N
                          "path": f"{SNAPSHOT}/versions/{version_name(snap_version)}"
                          if snap_version is not None else None},
         }
-        (work / INFO).write_text(json.dumps(doc, indent=2), encoding="utf-8")
+        (work / INFO).write_text(json.dumps(doc, indent=2), encoding="utf-8", newline="\n")
         os.rename(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

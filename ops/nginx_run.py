@@ -67,9 +67,9 @@ def check_fragment(nginx: str, conf_text: str) -> str:
     with tempfile.TemporaryDirectory(prefix="fmw-nginx-check-") as tmp:
         work = Path(tmp)
         include = work / "fmw.conf"
-        include.write_text(conf_text, encoding="utf-8")
+        include.write_text(conf_text, encoding="utf-8", newline="\n")
         main = work / "nginx.conf"
-        main.write_text(main_conf(include, work), encoding="utf-8")
+        main.write_text(main_conf(include, work), encoding="utf-8", newline="\n")
         return _run([nginx, "-t", "-q", "-p", str(work), "-e", str(work / "error.log"),
                      "-c", str(main)], "-t (rendered file)")
 

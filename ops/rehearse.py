@@ -109,7 +109,7 @@ def verify_backup(settings: Settings, b: BackupInfo) -> Rehearsal:
                                  r is not None and r.checksum == t.checksum))
     result = Rehearsal(b.name, tuple(checks), tuple(snapshot_problems(b)),
                        time.perf_counter() - start)
-    (b.path / VERIFY).write_text(json.dumps(result.as_json(), indent=2), encoding="utf-8")
+    (b.path / VERIFY).write_text(json.dumps(result.as_json(), indent=2), encoding="utf-8", newline="\n")
     return result
 
 
