@@ -40,7 +40,7 @@ param(
     [string]$Python = "py",          # launcher or python.exe used to create the venv
     [string]$PythonVersion = "-3.11",
     [int]$SmokeWait = 120,           # seconds the API may take to answer after the start
-    [string]$WinSW = "",             # first install: WinSW.exe for `fmw service install`
+    [string]$WinSW = "",             # first install: WinSW.exe (else native services, sc.exe)
     [switch]$SkipNginx,
     [int]$KeepVenvs = 2              # the live venv and the one before it
 )
@@ -125,10 +125,14 @@ try {
     Set-Live $Target
     Assert-Ok (Invoke-Fmw $Live db upgrade) "fmw db upgrade"
     if (-not $SkipNginx) { Assert-Ok (Invoke-Fmw $Live nginx render --reload) "fmw nginx render" }
-    if (-not $Previous -and $WinSW) {
+    if (-not $Previous) {
         # The services run the junction's python, so later deploys switch them too.
         $LivePython = Join-Path $Live "Scripts\python.exe"
-        Assert-Ok (Invoke-Fmw $Live service install --winsw $WinSW --python $LivePython --workdir $Root) "fmw service install"
+        if ($WinSW) {
+            Assert-Ok (Invoke-Fmw $Live service install --backend winsw --winsw $WinSW --python $LivePython --workdir $Root) "fmw service install"
+        } else {
+            Assert-Ok (Invoke-Fmw $Live service install --python $LivePython --workdir $Root) "fmw service install"
+        }
     }
     Assert-Ok (Invoke-Fmw $Live service start) "fmw service start"
     Assert-Ok (Invoke-Fmw $Live smoke --wait $SmokeWait) "fmw smoke"

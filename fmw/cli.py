@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fmw import cli_api, cli_deploy, cli_lake, cli_ops, cli_ui, render
+from fmw.console import is_console
 from fmw.errors import FmwError
 from fmw.settings import Settings, load_settings
 
@@ -145,7 +146,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from ledger.sync import plan_sync
     from scheduler.jobs import sync_and_publish
     plan = plan_sync(settings, args.source, trigger=args.trigger, dry_run=args.dry_run)
-    show = settings.progress and not args.no_progress and sys.stderr.isatty()
+    show = settings.progress and not args.no_progress and is_console(sys.stderr)
     with render.SyncProgress(enabled=show) as progress:
         job = sync_and_publish(settings, plan, progress, publish=not args.no_snapshot)
     render.sync_result(job.sync)

@@ -2,17 +2,20 @@
 `fmw sla list|set|check|violations`.
 
 `register(subparsers)` adds them to the `fmw` parser (see fmw/cli.py); each handler is a thin
-front over `scheduler.host`, `scheduler.install`, `scheduler.sla` and `ledger.sla`.
+front over `scheduler.host`, `scheduler.winservice`, `scheduler.install`, `ops.nginx_host`,
+`scheduler.sla` and `ledger.sla`.
 Until fmw/cli.py registers them, `python -m fmw.cli_ops …` runs the same commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
@@ -28,26 +31,43 @@ def register(subparsers: Any) -> None:
                                "and its Windows/systemd services").add_subparsers(
         dest="service_cmd", required=True)
     s = sv.add_parser("run", help="run the API and the scheduler until stopped (SIGTERM/Ctrl+C)")
-    s.add_argument("--ui", action="store_true", help="run the Streamlit UI instead")
+    host = s.add_mutually_exclusive_group()
+    host.add_argument("--ui", action="store_true", help="run the Streamlit UI instead")
+    host.add_argument("--nginx", action="store_true", help="run nginx (nginx_exe) in the "
+                      "foreground instead, stopping it with `nginx -s quit`")
     s.add_argument("--host", help="address (default: api_host / ui_host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default: api_port 8000 / ui_port 8501; "
                    "0 = any free port)")
     s.add_argument("--no-scheduler", action="store_true", help="serve the API only")
     s.add_argument("--stop-grace", type=float, metavar="S", help="seconds a running sync may "
                    "take to finish on stop before it is cancelled (default: service_stop_grace_s)")
+    s.add_argument("--as-service", metavar="NAME", help="run as the Windows service NAME (the "
+                   "command line `fmw service install` registers; the service manager starts it)")
+    s.add_argument("--log-dir", type=Path, help="with --as-service: where NAME.log goes "
+                   "(default: <data_dir>/logs)")
     s.set_defaults(func=cmd_service_run)
-    for action, text in (("install", "register fmw-api and fmw-ui as services (Windows: WinSW; "
-                                     "Linux: writes systemd units)"),
+    for action, text in (("install", "register fmw-api, fmw-ui and fmw-nginx as services "
+                                     "(Windows: sc.exe or WinSW; Linux: writes systemd units)"),
                          ("remove", "stop and unregister the services (Windows)"),
                          ("start", "start the services (Windows)"),
                          ("stop", "stop the services (Windows)"),
                          ("status", "the services, the schedule and open SLA violations")):
         s = sv.add_parser(action, help=text)
-        s.add_argument("--no-ui", action="store_true", help="only fmw-api")
+        s.add_argument("--no-ui", action="store_true", help="without fmw-ui")
+        s.add_argument("--no-nginx", action="store_true", help="without fmw-nginx (otherwise "
+                       "included on Windows when nginx_exe is found)")
         s.add_argument("--service-dir", type=Path,
-                       help="where the service files live (default: <data_dir>/service)")
+                       help="where WinSW's files live (default: <data_dir>/service)")
+        s.add_argument("--backend", choices=("native", "winsw"), help="Windows: FMW as the "
+                       "service program, registered with sc.exe (install's default), or WinSW "
+                       "(default for the other actions: what install left in --service-dir)")
+        s.add_argument("--platform", choices=("windows", "linux"), help="whose plan to make "
+                       "(default: this machine's; another one's can only be --print'ed)")
+        s.add_argument("--print", dest="print_only", action="store_true",
+                       help="print the files and commands, change nothing")
         if action == "install":
-            s.add_argument("--winsw", type=Path, help="WinSW executable to copy (Windows)")
+            s.add_argument("--winsw", type=Path, help="WinSW executable to copy (implies "
+                           "--backend winsw)")
             s.add_argument("--python", help="the Python the services run (default: this one; "
                            "give the stable venv path when venvs are switched by a junction)")
             s.add_argument("--workdir", help="the services' working directory (default: here)")
@@ -55,8 +75,6 @@ def register(subparsers: Any) -> None:
             s.add_argument("--account", default=None,
                            help=r"service account (default: NT AUTHORITY\LocalService; Linux: "
                            "the unit's User=, default fmw)")
-            s.add_argument("--print", dest="print_only", action="store_true",
-                           help="print the files and commands, change nothing")
         if action == "status":
             s.add_argument("--json", action="store_true", help="machine-readable output")
         s.set_defaults(func=cmd_service_manage, action=action)
@@ -101,18 +119,53 @@ def _logging() -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def cmd_service_run(args: argparse.Namespace, settings: Settings) -> int:
-    _logging()
-    if args.ui:
-        from scheduler.host import run_ui
-        return run_ui(settings, args.host, args.port)
+def _ops_config(args: argparse.Namespace, settings: Settings) -> Any:
     from scheduler.config import OpsConfig
-    from scheduler.host import ServiceHost
     config = OpsConfig.from_settings(settings)
     if args.stop_grace is not None:
         if args.stop_grace < 0:
             raise ConfigError("--stop-grace must be at least 0")
         config = config.with_(stop_grace_s=args.stop_grace)
+    return config
+
+
+def _hosted(args: argparse.Namespace, settings: Settings, config: Any
+            ) -> Callable[[threading.Event, Callable[[], None]], int]:
+    """The host `fmw service run` would run, built (and imported) only when it is called, on
+    the service's own thread, after the service has reached the service manager."""
+    def run(stop: threading.Event, ready: Callable[[], None]) -> int:
+        if args.nginx:
+            from ops.nginx_host import nginx_hosted
+            return nginx_hosted(settings)(stop, ready)
+        from scheduler.host import api_hosted, ui_hosted
+        if args.ui:
+            return ui_hosted(settings, args.host, args.port)(stop, ready)
+        return api_hosted(settings, config, host=args.host, port=args.port,
+                          with_scheduler=not args.no_scheduler)(stop, ready)
+    return run
+
+
+def cmd_service_run(args: argparse.Namespace, settings: Settings) -> int:
+    config = _ops_config(args, settings)
+    if args.as_service:
+        from scheduler.install import ServiceRole, stop_timeout_s
+        from scheduler.winservice import dispatch
+        role: ServiceRole = "ui" if args.ui else "nginx" if args.nginx else "api"
+        log_dir = args.log_dir or settings.data_dir / "logs"
+        return dispatch(args.as_service, _hosted(args, settings, config),
+                        stop_hint_s=stop_timeout_s(role, config.stop_grace_s),
+                        log_file=log_dir / f"{args.as_service}.log")
+    _logging()
+    if args.ui:
+        from scheduler.host import run_ui
+        return run_ui(settings, args.host, args.port)
+    from scheduler.host import ServiceHost, install_stop_handlers
+    if args.nginx:
+        from ops.nginx_host import serve_nginx
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        return serve_nginx(settings, stop, lambda: render.out(
+            "FMW nginx running; stop with Ctrl+C or SIGTERM"))
     host = ServiceHost(settings, config, host=args.host, port=args.port,
                        with_scheduler=not args.no_scheduler)
     host.start()
@@ -123,33 +176,50 @@ def cmd_service_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_service_manage(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.nginx_run import find_nginx
     from scheduler import install
     from scheduler.config import OpsConfig
+    windows = (args.platform or ("windows" if sys.platform == "win32" else "linux")) == "windows"
     service_dir = args.service_dir or settings.data_dir / "service"
-    on_windows = sys.platform == "win32"
-    config = OpsConfig.from_settings(settings)
     account = getattr(args, "account", None)
     log_dir = getattr(args, "log_dir", None) or settings.data_dir / "logs"
     specs = install.service_specs(
         getattr(args, "python", None) or sys.executable,
         getattr(args, "workdir", None) or str(Path.cwd()),
         str(settings.config_path) if settings.config_path else None, str(log_dir),
-        account=account or install.DEFAULT_ACCOUNT, stop_grace_s=config.stop_grace_s,
-        ui=not args.no_ui)
-    if args.action == "status":
-        return _service_status(args, settings, specs, str(service_dir), on_windows)
-    if args.action == "install" and (args.print_only or not on_windows):
-        return _install_files(args, specs, Path(service_dir), on_windows, account)
-    if not on_windows:
-        verb = {"remove": "disable --now", "start": "start", "stop": "stop"}[args.action]
-        render.error(f"`fmw service {args.action}` manages Windows services; on Linux run: "
-                     f"sudo systemctl {verb} {' '.join(s.id for s in specs)}")
-        return 2
-    if args.action == "install" and not args.winsw:
-        raise ConfigError("--winsw PATH is needed: the WinSW executable (WinSW-x64.exe) that each "
-                          "service runs as")
+        account=account or install.DEFAULT_ACCOUNT,
+        stop_grace_s=OpsConfig.from_settings(settings).stop_grace_s, ui=not args.no_ui,
+        nginx=windows and not args.no_nginx and find_nginx(settings) is not None,
+        data_dir=str(settings.data_dir))
+    if not windows:
+        return _linux(args, settings, specs, Path(service_dir), account)
+    winsw = getattr(args, "winsw", None)
+    left = install.installed_backend(Path(service_dir), specs)
+    backend = args.backend or ("winsw" if winsw else "native" if args.action == "install"
+                               else left)
+    if args.action == "install":
+        if backend == "winsw" and not winsw:
+            raise ConfigError("--backend winsw needs --winsw PATH: the WinSW executable "
+                              "(WinSW-x64.exe) that each service runs as")
+        if backend == "native" and winsw:
+            raise ConfigError("--winsw is for --backend winsw")
+        if backend == "native" and left == "winsw" and not args.print_only:
+            raise ConfigError(f"the services were installed with WinSW ({service_dir}): run "
+                              "`fmw service remove` first")
     steps = install.windows_plan(args.action, specs, str(service_dir),
-                                 str(args.winsw) if args.action == "install" else None)
+                                 str(winsw) if winsw else None, backend)
+    if args.print_only:
+        if isinstance(sys.stdout, io.TextIOWrapper):  # a pipe on Windows: the ANSI code page
+            sys.stdout.reconfigure(errors="replace")
+        for st in steps:
+            print(st.shown())
+            if st.kind == "write" and st.content is not None:
+                print(st.content)
+        return 0
+    if sys.platform != "win32":
+        raise ConfigError("a Windows plan can only be carried out on Windows; --print shows it")
+    if args.action == "status":
+        return _service_status(args, settings, steps)
     password = None
     if any(install.PASSWORD in st.argv for st in steps):
         import getpass
@@ -160,21 +230,24 @@ def cmd_service_manage(args: argparse.Namespace, settings: Settings) -> int:
                 render.out(line)
     except RuntimeError as exc:
         raise FmwError(str(exc)) from exc
-    render.out(f"{args.action}: done ({', '.join(s.id for s in specs)})")
+    render.out(f"{args.action}: done ({', '.join(s.id for s in specs)}; {backend})")
     return 0
 
 
-def _install_files(args: argparse.Namespace, specs: list[Any], service_dir: Path,
-                   on_windows: bool, account: str | None) -> int:
+def _linux(args: argparse.Namespace, settings: Settings, specs: list[Any], service_dir: Path,
+           account: str | None) -> int:
+    if args.action == "status":
+        return _service_status(args, settings, [])
+    if args.action != "install":
+        verb = {"remove": "disable --now", "start": "start", "stop": "stop"}[args.action]
+        render.error(f"`fmw service {args.action}` manages Windows services; on Linux run: "
+                     f"sudo systemctl {verb} {' '.join(s.id for s in specs)}")
+        return 0 if args.print_only else 2
     from scheduler import install
-    if on_windows:
-        files = {f"{s.id}.xml": install.winsw_xml(s) for s in specs}
-        commands = [" ".join(c) for s in specs for c in install.sc_recovery_commands(s.id)]
-    else:
-        files = {f"{s.id}.service": install.systemd_unit(s, user=account or "fmw") for s in specs}
-        commands = ["sudo cp " + " ".join(str(service_dir / n) for n in files)
-                    + " /etc/systemd/system/", "sudo systemctl daemon-reload",
-                    "sudo systemctl enable --now " + " ".join(s.id for s in specs)]
+    files = {f"{s.id}.service": install.systemd_unit(s, user=account or "fmw") for s in specs}
+    commands = ["sudo cp " + " ".join(str(service_dir / n) for n in files)
+                + " /etc/systemd/system/", "sudo systemctl daemon-reload",
+                "sudo systemctl enable --now " + " ".join(s.id for s in specs)]
     if args.print_only:
         for name, text in files.items():
             render.out(f"# {name}")
@@ -192,23 +265,23 @@ def _install_files(args: argparse.Namespace, specs: list[Any], service_dir: Path
     return 0
 
 
-def _service_status(args: argparse.Namespace, settings: Settings, specs: list[Any],
-                    service_dir: str, on_windows: bool) -> int:
+def _service_status(args: argparse.Namespace, settings: Settings, steps: list[Any]) -> int:
     from scheduler import install
     from scheduler.status import ops_status
     services: dict[str, str] = {}
-    if on_windows:
-        for st in install.windows_plan("status", specs, service_dir):
-            try:
-                services[st.argv[0]] = install.execute_windows([st])[0]
-            except RuntimeError as exc:
-                services[st.argv[0]] = str(exc)
+    for st in steps:  # `sc.exe query NAME`, Windows only
+        try:
+            state = install.parse_sc_query(install.execute_windows([st])[0])
+        except RuntimeError as exc:
+            services[st.argv[2]] = str(exc)
+        else:
+            services[st.argv[2]] = state or "not installed"
     status = ops_status(settings)
     if args.json:
         print(json.dumps({"services": services, **status.as_json()}, ensure_ascii=False))
         return 0
-    for exe, state in services.items():
-        render.out(f"{Path(exe).stem}: {state}")
+    for name, state in services.items():
+        render.out(f"{name}: {state}")
     for line in status.lines():
         render.out(line)
     return 0

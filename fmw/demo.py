@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from fmw import render
+from fmw.console import is_console
 from fmw.settings import Settings, load_settings
 
 
@@ -55,7 +56,7 @@ def run_demo(settings: Settings, demo_dir: Path | None, up: bool = True) -> int:
             set_aliases(conn, kind, aliases)
     render.out(f"3. reference data: {loaded.rows:,} MCC/MNC entries, "
                f"{sum(len(a) for a in DEMO_ALIASES.values())} name aliases")
-    show = demo.progress and sys.stderr.isatty()
+    show = demo.progress and is_console(sys.stderr)
     ids = []
     for step, label in ((4, "day 1: first sync"), (5, "day 2: the sources changed")):
         if step == 5:
@@ -78,7 +79,7 @@ def run_demo(settings: Settings, demo_dir: Path | None, up: bool = True) -> int:
     render.out(f'  fmw --config "{cfg}" db url      # psql / pg_dump / DBeaver')
     render.out(f'  fmw --config "{cfg}" sql "SELECT status, count(*) FROM features GROUP BY 1"')
     render.out(f'  fmw --config "{cfg}" up          # the API and the explorer')
-    if up and sys.stdin.isatty():
+    if up and is_console(sys.stdin):
         from fmw.cli_ui import run_up
         render.out("")
         return run_up(demo, open_note="Open the explorer in your browser; Ctrl+C stops both.")

@@ -128,13 +128,23 @@ class Layout:
         return sorted(found)
 
     def read_pointer(self) -> int | None:
-        """The version CURRENT.json names, or None when nothing was published yet."""
-        try:
-            data = json.loads(self.pointer.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise SnapshotError(f"{self.pointer} is unreadable: {exc}") from exc
+        """The version CURRENT.json names, or None when nothing was published yet.
+
+        On Windows a pointer that a publisher is replacing at this instant cannot be opened
+        (sharing violation, PermissionError): the read is retried for up to about a second.
+        """
+        for attempt in range(10):
+            try:
+                data = json.loads(self.pointer.read_text(encoding="utf-8"))
+                break
+            except FileNotFoundError:
+                return None
+            except PermissionError as exc:
+                if attempt == 9:
+                    raise SnapshotError(f"{self.pointer} is unreadable: {exc}") from exc
+                time.sleep(0.02 * (attempt + 1))
+            except (OSError, ValueError) as exc:
+                raise SnapshotError(f"{self.pointer} is unreadable: {exc}") from exc
         v = data.get("version") if isinstance(data, dict) else None
         if not isinstance(v, int):
             raise SnapshotError(f"{self.pointer} does not name a version")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import atexit
 import logging
 import re
+import socket
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,14 +38,55 @@ def sqlalchemy_url(url: str) -> str:
     return _DRIVER_RE.sub("postgresql+psycopg://", url)
 
 
+_PORT_LOCK = threading.Lock()
+
+
+def port_file(pg_dir: Path) -> Path:
+    """Where the embedded server's TCP port is remembered (beside the data folder: initdb
+    wants that folder empty)."""
+    return pg_dir.with_name(pg_dir.name + ".port")
+
+
+def stable_port(saved: Path, host: str, pick: Callable[[str], int]) -> int:
+    """The port remembered in `saved` when it is free on `host`, else a new one from `pick`
+    (then remembered)."""
+    try:
+        port = int(saved.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        port = 0
+    if 0 < port < 65536:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+                return port
+            except OSError:
+                log.warning("the embedded PostgreSQL's port %d is taken; using another", port)
+    port = int(pick(host))
+    try:
+        saved.write_text(f"{port}\n", encoding="ascii", newline="\n")
+    except OSError as exc:
+        log.warning("cannot remember the embedded PostgreSQL's port in %s: %s", saved, exc)
+    return port
+
+
 def _embedded_url(pg_dir: Path) -> str:
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
             import pgserver
+            import pgserver.postgres_server as pg_server_mod
             ensure_zone_files(Path(pgserver.__file__).parent / "pginstall")
-            server = pgserver.get_server(pg_dir, cleanup_mode=None)
+            with _PORT_LOCK:
+                # pgserver listens on TCP only on Windows, on a new random port at every start:
+                # keep the last one so `fmw db url` (psql, DBeaver, pg_dump) outlives a restart.
+                original = pg_server_mod.find_suitable_port
+                pg_server_mod.find_suitable_port = lambda address=None: stable_port(
+                    port_file(pg_dir), address or "127.0.0.1", original)
+                try:
+                    server = pgserver.get_server(pg_dir, cleanup_mode=None)
+                finally:
+                    pg_server_mod.find_suitable_port = original
     except DatabaseUnavailable:
         raise
     except Exception as exc:

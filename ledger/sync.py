@@ -224,14 +224,21 @@ def watch_client(conn: psycopg.Connection) -> bool:
     client's work is ended by the next run instead (`runs.fail_interrupted_runs`). Returns
     whether the server took it.
     """
-    if conn.info.server_version < 140000:
-        return False
+    if conn.info.server_version < 140000 or server_on_windows(conn):
+        return False  # asking anyway would log an ERROR in the server's log on every sync
     try:
         with conn.transaction():  # a savepoint: a refusal leaves the run's transaction usable
             conn.execute("SET LOCAL client_connection_check_interval = '2s'")
     except psycopg.errors.InvalidParameterValue:
         return False
     return True
+
+
+def server_on_windows(conn: psycopg.Connection) -> bool:
+    """Whether the PostgreSQL server runs on Windows (its build names MSVC or MinGW)."""
+    row = conn.execute("SELECT version()").fetchone()
+    text = str(row[0]) if row else ""
+    return any(mark in text for mark in ("Visual C++", "mingw", "Windows"))
 
 
 def _refuse_empty_full_source(conn: psycopg.Connection, cfg: SourceConfig) -> None:

@@ -74,7 +74,8 @@ def check_fragment(nginx: str, conf_text: str) -> str:
                      "-c", str(main)], "-t (rendered file)")
 
 
-def _control_args(settings: Settings) -> list[str]:
+def control_args(settings: Settings) -> list[str]:
+    """`-p nginx_prefix` and `-c nginx_main_conf`, when set (every nginx call of FMW uses them)."""
     args = []
     prefix = ops_path(settings, "nginx_prefix")
     if prefix is not None:
@@ -91,8 +92,8 @@ def reload(settings: Settings, nginx: str) -> None:
     Raises:
         NginxError: the test or the reload failed.
     """
-    _run([nginx, "-t", "-q", *_control_args(settings)], "-t")
-    _run([nginx, *_control_args(settings), "-s", "reload"], "-s reload")
+    _run([nginx, "-t", "-q", *control_args(settings)], "-t")
+    _run([nginx, *control_args(settings), "-s", "reload"], "-s reload")
 
 
 def write_atomic(path: Path, text: str) -> bool:

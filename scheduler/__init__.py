@@ -5,7 +5,8 @@
 - `scheduler.core`: the APScheduler-based `SyncScheduler` (cron/interval, catch-up, API triggers).
 - `scheduler.sla`, `scheduler.alerts`: SLA evaluation, violations and webhook alerts.
 - `scheduler.host`: `fmw service run` (waitress + scheduler; or the Streamlit UI).
-- `scheduler.install`: WinSW XML, sc.exe recovery commands, systemd units.
+- `scheduler.install`: Windows service plans (native sc.exe or WinSW), systemd units.
+- `scheduler.winservice`: FMW as a native Windows service (advapi32 over ctypes).
 - `scheduler.status`: what `fmw status` shows about the schedule and SLAs.
 - `scheduler.config`: the settings this room reads, with defaults.
 """

@@ -1,10 +1,14 @@
 """The service host: waitress serving the API plus the scheduler, in one process; and the UI host
 that runs Streamlit as a child process (through `ui.launch`).
 
-Stopping (SIGTERM, SIGINT/Ctrl+C, Ctrl+Break, or WinSW's Ctrl+C on a Windows service stop):
-stop taking requests, stop firing, give a running sync `service_stop_grace_s` seconds to
-finish, then cancel it. A sync is one transaction, so a cancelled one leaves the ledger exactly
-as before; its run is recorded as failed ("aborted ...") and the next start catches up.
+Stopping (SIGTERM, SIGINT/Ctrl+C, Ctrl+Break, WinSW's Ctrl+C, or the Windows service manager's
+stop through `scheduler.winservice`, which all set the host's stop event): stop taking
+requests, stop firing, give a running sync `service_stop_grace_s` seconds to finish, then
+cancel it. A sync is one transaction, so a cancelled one leaves the ledger exactly as before;
+its run is recorded as failed ("aborted ...") and the next start catches up.
+
+`api_hosted` and `ui_hosted` wrap both hosts for `scheduler.winservice`: a stop event in, an
+exit code out, no signal handlers (a service's host does not run on the main thread).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -44,20 +50,29 @@ def install_stop_handlers(stop: threading.Event) -> None:
         signal.signal(sig, handler)
 
 
+@dataclass(frozen=True)
+class HostExit:
+    """How a host ended: its exit code, and whether no sync was left running."""
+
+    code: int
+    finished: bool
+
+
 class ServiceHost:
     """The API (waitress, in a thread) and the scheduler (APScheduler threads), started and
-    stopped together."""
+    stopped together; `stop_event` (set by a stop signal or the service manager) stops them."""
 
     def __init__(self, settings: Settings, config: OpsConfig | None = None, *,
                  host: str | None = None, port: int | None = None,
-                 with_scheduler: bool = True) -> None:
+                 with_scheduler: bool = True,
+                 stop_event: threading.Event | None = None) -> None:
         from api.services import api_setting
         self.settings = settings
         self.config = config or OpsConfig.from_settings(settings)
         self.host = host or str(api_setting(settings, "api_host"))
         self.port = int(port if port is not None else api_setting(settings, "api_port"))
         self.with_scheduler = with_scheduler
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
         self.scheduler: SyncScheduler | None = None
         self.services: Any = None
         self.server: Any = None
@@ -77,10 +92,12 @@ class ServiceHost:
         from ops.nginx_run import regenerate
         regenerate(self.settings, entries)
 
-    def start(self) -> None:
+    def start(self, *, signals: bool = True) -> None:
         """Build the app, start waitress on host:port (0 = ephemeral) and the scheduler.
 
-        Call from the main thread: it installs the stop-signal handlers.
+        Args:
+            signals: route SIGTERM/SIGINT/SIGBREAK to the stop event (main thread only; a
+                Windows service's host runs on another thread and is stopped by its event).
 
         Raises:
             ConfigError: a bad setting or a refused bind address.
@@ -90,7 +107,8 @@ class ServiceHost:
         from api.launcher import SyncLauncher
         from api.server import start
         from api.services import build_services
-        install_stop_handlers(self.stop_event)  # a signal during start-up stops right after it
+        if signals:
+            install_stop_handlers(self.stop_event)  # a signal during start-up stops after it
         overrides: dict[str, Any] = {}
         gateway = LedgerGateway(self.settings)
         if self.with_scheduler:
@@ -124,26 +142,47 @@ class ServiceHost:
         log.info("FMW service stopped")
         return finished
 
-    def run(self) -> int:
-        """Serve until a stop signal; the exit code for the service manager."""
+    def serve(self) -> HostExit:
+        """Serve until the stop event is set (or the HTTP server dies), then stop everything."""
         try:
             # A timed wait, so Ctrl+C is seen promptly on Windows too.
             while not self.stop_event.wait(0.5):
                 if self.server is not None and not self.server.thread.is_alive():
                     log.error("the HTTP server thread ended unexpectedly")
-                    self.stop()
-                    return 1
+                    return HostExit(1, self.stop())
                 self.pg_watch.tick()
         except KeyboardInterrupt:
             log.info("interrupted: shutting down")
         finished = self.stop()
         if not finished:
+            log.error("a sync did not stop in time; exiting anyway (the ledger rolls it back)")
+        return HostExit(0, finished)
+
+    def run(self) -> int:
+        """Serve until a stop signal; the exit code for the service manager."""
+        ended = self.serve()
+        if not ended.finished:
             # Worker threads would keep the interpreter alive; PostgreSQL rolls back the open
             # transaction as soon as this process's connections close.
-            log.error("a sync did not stop in time; exiting anyway (the ledger rolls it back)")
             logging.shutdown()
             os._exit(1)
-        return 0
+        return ended.code
+
+
+#: A host as `scheduler.winservice` runs it: until `stop` is set; `ready()` once it serves.
+Hosted = Callable[[threading.Event, Callable[[], None]], int]
+
+
+def api_hosted(settings: Settings, config: OpsConfig, *, host: str | None = None,
+               port: int | None = None, with_scheduler: bool = True) -> Hosted:
+    """The API + scheduler host for a Windows service: the service's stop event stops it."""
+    def run(stop: threading.Event, ready: Callable[[], None]) -> int:
+        h = ServiceHost(settings, config, host=host, port=port, with_scheduler=with_scheduler,
+                        stop_event=stop)
+        h.start(signals=False)
+        ready()
+        return h.serve().code
+    return run
 
 
 # -- the UI host ---------------------------------------------------------------------------------
@@ -155,10 +194,17 @@ def ui_app_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "app.py"
 
 
-def run_ui(settings: Settings, host: str | None = None, port: int | None = None) -> int:
-    """Run the Streamlit UI (a child process, via `ui.launch`) until a stop signal.
+def run_ui(settings: Settings, host: str | None = None, port: int | None = None, *,
+           stop: threading.Event | None = None, ready: Callable[[], None] | None = None,
+           output: logging.Logger | None = None) -> int:
+    """Run the Streamlit UI (a child process, via `ui.launch`) until a stop signal, or until
+    `stop` is set when one is given.
 
-    Returns 0 after a stop signal, 1 when Streamlit exited by itself (so the service manager's
+    Args:
+        ready: called once the explorer answers its health check.
+        output: log the child's output there, line by line (a service has no console).
+
+    Returns 0 after a stop, 1 when Streamlit exited by itself (so the service manager's
     recovery actions restart it).
 
     Raises:
@@ -172,4 +218,13 @@ def run_ui(settings: Settings, host: str | None = None, port: int | None = None)
         raise FmwError("Streamlit is not installed in this environment: pip install streamlit")
     from ui.config import ui_config
     from ui.launch import serve_ui
-    return serve_ui(settings, ui_config(settings, host=host, port=port))
+    return serve_ui(settings, ui_config(settings, host=host, port=port), stop=stop,
+                    on_ready=ready, output=output)
+
+
+def ui_hosted(settings: Settings, host: str | None = None, port: int | None = None) -> Hosted:
+    """The explorer host for a Windows service (Streamlit's output goes to the log)."""
+    def run(stop: threading.Event, ready: Callable[[], None]) -> int:
+        return run_ui(settings, host, port, stop=stop, ready=ready,
+                      output=logging.getLogger("fmw.ui.streamlit"))
+    return run

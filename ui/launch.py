@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -201,16 +201,29 @@ def stop_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def serve_ui(settings: Settings, ui: UiConfig) -> int:
-    """`fmw ui`: serve the explorer until Ctrl+C or SIGTERM; returns the exit code."""
+def serve_ui(settings: Settings, ui: UiConfig, *, stop: threading.Event | None = None,
+             on_ready: Callable[[], None] | None = None,
+             output: logging.Logger | None = None) -> int:
+    """`fmw ui`: serve the explorer until Ctrl+C or SIGTERM; returns the exit code.
+
+    Args:
+        stop: stop when this is set instead (a Windows service's host: no signal handlers).
+        on_ready: called once the explorer answers its health check.
+        output: log the child's output there line by line, instead of inheriting the console.
+    """
+    from fmw.logs import pump_lines
     from fmw.render import error, out
-    with stop_signals() as stop:
-        child = start_ui(settings, ui)
+    with (contextlib.nullcontext(stop) if stop is not None else stop_signals()) as stop_event:
+        child = start_ui(settings, ui, output=subprocess.PIPE if output is not None else None)
+        if output is not None and child.proc.stdout is not None:
+            pump_lines(child.proc.stdout, output)
         try:
-            if not child.wait_ready(stop=stop):
+            if not child.wait_ready(stop=stop_event):
                 return 0
+            if on_ready is not None:
+                on_ready()
             out(f"FMW explorer on {child.url} (Ctrl+C to stop)")
-            while not stop.wait(0.5):
+            while not stop_event.wait(0.5):
                 if not child.running():
                     error(f"the explorer exited with code {child.proc.returncode}")
                     return 1

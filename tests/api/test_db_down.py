@@ -13,7 +13,7 @@ import pytest
 
 from fmw.errors import DatabaseUnavailable
 from fmw.settings import Settings
-from ledger.db import database_url
+from ledger.db import database_url, revive_embedded
 from tests.api.conftest import TOTAL, Env, build_env, client, with_api
 
 
@@ -24,11 +24,11 @@ def pg_ctl(boot: Settings, action: str) -> None:
         warnings.simplefilter("ignore")
         import pgserver
         from pgserver._commands import pg_ctl as run_pg_ctl
-    srv = pgserver.get_server(boot.pg_dir, cleanup_mode=None)
     if action == "stop":
+        srv = pgserver.get_server(boot.pg_dir, cleanup_mode=None)
         run_pg_ctl(["-w", "-m", "fast", "stop"], pgdata=srv.pgdata, user=srv.system_user)
-    else:
-        srv.ensure_postgres_running()
+    else:  # as the service host's watch does; on Windows the server keeps its TCP port
+        revive_embedded(boot)
 
 
 @pytest.fixture(scope="module")

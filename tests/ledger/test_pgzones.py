@@ -127,3 +127,22 @@ def test_a_server_given_tzdata_files_tells_time_as_one_with_its_own(tmp_path, pg
     finally:
         server.cleanup()
         pg_server_mod.PostgresServer._instances.pop((tmp_path / "pg").resolve(), None)
+
+
+def test_the_embedded_port_is_kept_across_restarts_while_it_is_free(tmp_path):
+    """pgserver picks a random TCP port at each start on Windows; FMW keeps the last one."""
+    import socket
+
+    from ledger.db import port_file, stable_port
+    saved = port_file(tmp_path / "pg")
+    assert saved.name == "pg.port"
+    picked = iter([50101, 50102])
+    first = stable_port(saved, "127.0.0.1", lambda host: next(picked))
+    assert first == 50101 and saved.read_text(encoding="ascii") == "50101\n"
+    assert stable_port(saved, "127.0.0.1", lambda host: pytest.fail("must reuse")) == 50101
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 50101))
+        taken.listen()
+        assert stable_port(saved, "127.0.0.1", lambda host: next(picked)) == 50102
+    saved.write_text("junk", encoding="ascii")
+    assert stable_port(saved, "127.0.0.1", lambda host: 50103) == 50103

@@ -124,7 +124,7 @@ def test_csv_with_only_a_header_is_an_empty_table(tmp_path: Path) -> None:
 def test_csv_row_longer_than_a_parse_block_is_read(tmp_path: Path) -> None:
     path = tmp_path / "long.csv"
     long_value = "x\n" * (5 << 20)
-    path.write_text(f'a,b\n1,"{long_value}"\n2,3\n', encoding="utf-8")
+    path.write_text(f'a,b\n1,"{long_value}"\n2,3\n', encoding="utf-8", newline="\n")
     st = read_source(source("csv", path))
     assert st.table.column(ROW_COLUMN).to_pylist() == [2, 3]
     assert st.table.column("b")[0].as_py() == long_value
