@@ -118,16 +118,28 @@ def _install_folder_rename_rules() -> None:
 _install_folder_rename_rules()
 
 
-# Not a Wine gap but one of the embeddable build: its python312._pth makes it ignore PYTHONPATH,
-# which the python.org installer's Python (what a server runs) honours. Tests start helper
-# processes (`python -m tests.ops.apiserver`) with PYTHONPATH set to the checkout.
-def _honour_pythonpath() -> None:
+# Not a Wine gap but one of the embeddable build: its python312._pth makes it ignore PYTHONPATH
+# and leave out sys.path[0] (the current folder for -m/-c, the script's folder for a script),
+# both of which the python.org installer's Python (what a server runs) has. Tests start helper
+# processes (`python -m tests.ops.apiserver`) from the checkout, with PYTHONPATH set to it.
+def _regular_sys_path() -> None:
     import sys
 
+    first = []
+    argv = list(getattr(sys, "orig_argv", []))[1:]
+    for i, arg in enumerate(argv):
+        if arg in ("-m", "-c") or (arg.startswith("-") and arg[1:2] in ("m", "c") and len(arg) > 2):
+            first = [_os.getcwd()]
+            break
+        if arg in ("-X", "-W"):
+            continue
+        if not arg.startswith("-") and (i == 0 or argv[i - 1] not in ("-X", "-W")):
+            first = [_os.path.dirname(_os.path.abspath(arg))]
+            break
     extra = [p for p in _os.environ.get("PYTHONPATH", "").split(_os.pathsep) if p]
-    for p in reversed(extra):
+    for p in reversed(first + extra):
         if p not in sys.path:
             sys.path.insert(0, p)
 
 
-_honour_pythonpath()
+_regular_sys_path()

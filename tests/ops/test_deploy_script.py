@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -85,6 +86,8 @@ def test_deploy_ps1_parses_in_powershell():
 
 
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+@pytest.mark.skipif(sys.platform == "win32", reason="the lane's nginx is Debian's, which the Windows "
+                    "Python cannot start; this check of the shipped config runs on Linux")
 def test_the_shipped_windows_nginx_conf_includes_the_rendered_file(tmp_path):
     from ledger.access import parse_entries
     from ops.nginx import ProxyConfig, render
