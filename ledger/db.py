@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -69,24 +70,36 @@ def stable_port(saved: Path, host: str, pick: Callable[[str], int]) -> int:
     return port
 
 
+def _start_embedded(pg_dir: Path) -> object:
+    """pgserver's handle of the server in `pg_dir`, starting it when this process has none.
+
+    Every connection asks for the handle; only the first one per process (or after
+    `revive_embedded`) pays for the zone-file check and the port choice.
+    """
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pgserver
+        import pgserver.postgres_server as pg_server_mod
+        known = pgserver.PostgresServer._instances.get(pg_dir.resolve())
+        if known is not None:
+            return known
+        ensure_zone_files(Path(pgserver.__file__).parent / "pginstall")
+        with _PORT_LOCK:
+            # pgserver listens on TCP only on Windows, on a new random port at every start:
+            # keep the last one so `fmw db url` (psql, DBeaver, pg_dump) outlives a restart.
+            original = pg_server_mod.find_suitable_port
+            pg_server_mod.find_suitable_port = lambda address=None: stable_port(
+                port_file(pg_dir), address or "127.0.0.1", original)
+            try:
+                return pgserver.get_server(pg_dir, cleanup_mode=None)
+            finally:
+                pg_server_mod.find_suitable_port = original
+
+
 def _embedded_url(pg_dir: Path) -> str:
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            warnings.simplefilter("ignore")
-            import pgserver
-            import pgserver.postgres_server as pg_server_mod
-            ensure_zone_files(Path(pgserver.__file__).parent / "pginstall")
-            with _PORT_LOCK:
-                # pgserver listens on TCP only on Windows, on a new random port at every start:
-                # keep the last one so `fmw db url` (psql, DBeaver, pg_dump) outlives a restart.
-                original = pg_server_mod.find_suitable_port
-                pg_server_mod.find_suitable_port = lambda address=None: stable_port(
-                    port_file(pg_dir), address or "127.0.0.1", original)
-                try:
-                    server = pgserver.get_server(pg_dir, cleanup_mode=None)
-                finally:
-                    pg_server_mod.find_suitable_port = original
+        server: Any = _start_embedded(pg_dir)
     except DatabaseUnavailable:
         raise
     except Exception as exc:

@@ -88,6 +88,14 @@ def service(run: ws.ServiceRun) -> Iterator[tuple[Recorder, Callable[..., ws.Sta
             t.join(120)
 
 
+
+def start_sync(port: int, key: str) -> int:
+    """POST /api/dev/sync/run to the API on `port` with the admin `key`; the new run's id."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/dev/sync/run", method="POST",
+                                 data=b"", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return int(json.loads(resp.read())["run_id"])
+
 def test_the_module_imports_everywhere_and_dispatch_refuses_outside_windows() -> None:
     r = subprocess.run([sys.executable, "-c", "import scheduler.winservice as w; "
                         "print(w.SERVICE_RUNNING, callable(w.dispatch))"],
@@ -188,11 +196,7 @@ def test_a_stop_during_a_sync_reports_progress_until_the_sync_finishes(make_sett
                             stop_hint_s=install.stop_timeout_s("api", 60), tick_s=0.1)
         with service(run) as (rec, join):
             wait_for(lambda: rec.last().state == ws.SERVICE_RUNNING, timeout=60)
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/dev/sync/run",
-                                         method="POST", data=b"",
-                                         headers={"Authorization": f"Bearer {key}"})
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                run_id = json.loads(resp.read())["run_id"]
+            run_id = start_sync(port, key)
             assert feed.arrived.wait(30)  # the sync is running, held by the feed
             run.handle(ws.SERVICE_CONTROL_PRESHUTDOWN)
             time.sleep(1.5)
@@ -363,11 +367,7 @@ def test_sc_stop_during_a_sync_stays_stop_pending_with_progress_until_it_finishe
             key = create_key(conn, "tests").secret
         grace = "service_stop_grace_s = 30\n" + http_source(feed.url)
         with native_service(s, tmp_path, grace) as (spec, port, log):
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/dev/sync/run",
-                                         method="POST", data=b"",
-                                         headers={"Authorization": f"Bearer {key}"})
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                run_id = json.loads(resp.read())["run_id"]
+            run_id = start_sync(port, key)
             assert feed.arrived.wait(60)  # the sync is running, held by the feed
             [stop] = [st for st in install.windows_plan("stop", [spec], "C:\\")
                       if st.kind == "run"]
