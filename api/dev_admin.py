@@ -10,6 +10,7 @@ from typing import Any
 import falcon
 
 from api.errors import bad_request
+from api.params import json_body
 from api.services import Services
 from fmw.errors import FmwError
 from ledger.access import parse_entries
@@ -36,13 +37,7 @@ class AllowList:
         resp.media = self._body(entries)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            body = req.get_media()
-        except falcon.MediaNotFoundError:
-            body = None
-        except falcon.HTTPError:
-            raise bad_request("the body must be JSON: {\"entries\": [{\"cidr\": \"10.0.0.0/8\", "
-                              "\"role\": \"user\", \"note\": \"...\"}]}") from None
+        body = json_body(req)
         raw = body.get("entries") if isinstance(body, dict) else body
         if not isinstance(raw, list):
             raise bad_request("the body must be {\"entries\": [...]} (or a bare list) of "

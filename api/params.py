@@ -12,6 +12,7 @@ from typing import Any
 import falcon
 
 from api.errors import bad_request
+from fmw import safejson
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -113,3 +114,25 @@ def json_default(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=json_default, separators=(",", ":"))
+
+
+#: Nesting levels a request body may have ({"entries": [{...}]} needs three).
+BODY_MAX_DEPTH = 8
+
+
+def json_body(req: falcon.Request) -> Any:
+    """The request's JSON body (None when there is none), parsed with bounded nesting; the
+    Guard has already refused bodies over the size limit.
+
+    Raises:
+        Problem 400: not JSON, not UTF-8, too deep, NaN/Infinity.
+    """
+    raw = req.bounded_stream.read()
+    if not raw.strip():
+        return None
+    try:
+        return safejson.loads(raw, max_depth=BODY_MAX_DEPTH)
+    except safejson.UnsafeJson as exc:
+        raise bad_request(f"the body must be JSON ({exc}), e.g. {{\"entries\": [{{\"cidr\": "
+                          "\"10.0.0.0/8\", \"role\": \"user\", \"note\": \"...\"}]}",
+                          parameter="body") from None

@@ -11,17 +11,23 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from fmw import safejson
 from query.errors import BadCursor, BadValue
 from query.fields import TableSchema
 from query.filters import Params, ident
 
 CURSOR_FORMAT = 1
+#: No cursor this service issues is longer (sort values are short columns, and names and
+#: notes are bounded by the ledger); a longer token is refused before it is decoded.
+MAX_CURSOR_CHARS = 16_384
+MAX_SORT_KEYS = 32
 
 
 @dataclass(frozen=True)
@@ -99,14 +105,27 @@ def _enc(v: Any) -> Any:
 def _dec(v: Any) -> Any:
     if isinstance(v, dict):
         (tag, text), = v.items()
+        if not isinstance(text, str) or len(text) > 64:
+            raise ValueError("tagged value")
         if tag == "ts":
             return datetime.fromisoformat(text)
         if tag == "d":
             return date.fromisoformat(text)
         if tag == "dec":
-            return Decimal(text)
+            d = Decimal(text)
+            if not d.is_finite() or len(d.as_tuple().digits) > 38 or abs(d.adjusted()) > 38:
+                raise ValueError("decimal out of range")
+            return d
         raise ValueError(f"unknown tag {tag!r}")
-    if v is None or isinstance(v, bool | int | float | str):
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        if not -(2**63) <= v < 2**63:
+            raise ValueError("integer out of range")
+        return v
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError("number out of range")
         return v
     raise ValueError(f"unexpected {type(v).__name__}")
 
@@ -119,19 +138,62 @@ def encode_cursor(state: CursorState) -> str:
 
 
 def decode_cursor(token: str) -> CursorState:
-    """Raises: BadCursor: not a cursor this version of FMW issued."""
+    """The state in a cursor token, its values checked for shape and range (a forged token
+    never reaches SQL with a value DuckDB cannot take; `check_values` types them per key).
+
+    Raises: BadCursor: not a cursor this version of FMW issued.
+    """
+    if len(token) > MAX_CURSOR_CHARS:
+        raise BadCursor(f"longer than any cursor this service issues ({MAX_CURSOR_CHARS} "
+                        "characters); start again without one")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        d = json.loads(raw)
-        if d["f"] != CURSOR_FORMAT:
+        # a cursor holds scalars and one-level tagged values: three levels at most
+        d = safejson.loads(raw, max_depth=3)
+        if not isinstance(d, dict) or d["f"] != CURSOR_FORMAT:
             raise ValueError("format")
+        if not isinstance(d["k"], list) or len(d["k"]) > MAX_SORT_KEYS:
+            raise ValueError("values")
         values = tuple(_dec(x) for x in d["k"])
-        if not isinstance(d["v"], int) or not isinstance(d["q"], str):
+        version, fp = d["v"], d["q"]
+        if isinstance(version, bool) or not isinstance(version, int) \
+                or not 0 <= version < 10**12 or not isinstance(fp, str):
             raise ValueError("fields")
-        return CursorState(d["v"], d["q"], values)
+        return CursorState(version, fp, values)
     except (binascii.Error, ValueError, KeyError, TypeError, AttributeError,
-            UnicodeDecodeError):
+            UnicodeDecodeError, OverflowError):
         raise BadCursor("not a cursor issued by this service (start again without one)") from None
+
+
+def check_values(keys: Sequence[SortKey], values: Sequence[Any],
+                 kinds: Sequence[str]) -> None:
+    """A cursor's sort values fit its keys' column kinds (a forged token is refused here, not
+    by a cast error in DuckDB).
+
+    Raises: BadCursor.
+    """
+    if len(keys) != len(values) or len(kinds) != len(keys):
+        raise BadCursor("the cursor does not match this query's order")
+    for key, value, kind in zip(keys, values, kinds, strict=True):
+        if value is None or _fits(value, kind):
+            continue
+        raise BadCursor(f"its value for {key.column} is not a {kind} value")
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    if kind == "timestamp":
+        return isinstance(value, datetime)
+    if kind == "date":
+        return isinstance(value, date) and not isinstance(value, datetime)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return False
 
 
 def keyset_predicate(keys: Sequence[SortKey], values: Sequence[Any], params: Params) -> str:

@@ -12,10 +12,21 @@ from lake.layout import PARTITION_COLUMN, TABLES
 from query.errors import BadCursor, BadValue, UnknownTable
 from query.fields import TableSchema
 from query.filters import Condition, Params, compile_filters, compile_search, ident, parse_filters
-from query.paging import CursorState, SortKey, fingerprint, keyset_predicate, order_sql, parse_order
+from query.paging import (
+    CursorState,
+    SortKey,
+    check_values,
+    fingerprint,
+    keyset_predicate,
+    order_sql,
+    parse_order,
+)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
+#: The largest offset a request may give (DuckDB's OFFSET is a signed 64-bit number; no
+#: snapshot comes near this many rows, so a larger one is a mistake or an attack).
+MAX_OFFSET = 10**12
 #: Request parameters that are not filters.
 RESERVED = ("columns", "order", "limit", "offset", "cursor", "q")
 _HIDDEN = "__k"
@@ -87,6 +98,8 @@ def _csv(text: str | None) -> tuple[str, ...]:
 def _int(name: str, text: str | None) -> int | None:
     if text is None or text == "":
         return None
+    if len(text) > 20:  # int() of a huge text is itself slow; no valid value is this long
+        raise BadValue(name, text[:20] + "...", "not a whole number of at most 20 digits")
     try:
         return int(text)
     except ValueError:
@@ -260,8 +273,8 @@ def prepare(spec: QuerySpec, *, version: int, files: Sequence[str], schema: Tabl
     limit = spec.limit
     if limit is not None and not (1 <= limit <= (MAX_LIMIT if page else 2**62)):
         raise BadValue("limit", limit, f"must be between 1 and {MAX_LIMIT}")
-    if spec.offset < 0:
-        raise BadValue("offset", spec.offset, "must not be negative")
+    if not 0 <= spec.offset <= MAX_OFFSET:
+        raise BadValue("offset", spec.offset, f"must be between 0 and {MAX_OFFSET}")
     fp = fingerprint(spec.table, spec.feature_group, sorted(spec.filters), spec.q or "",
                      [k.spec for k in keys])
     after = None
@@ -273,6 +286,9 @@ def prepare(spec: QuerySpec, *, version: int, files: Sequence[str], schema: Tabl
         if cursor.version != version:
             raise BadCursor(f"it belongs to snapshot v{cursor.version:06d}, "
                             f"not v{version:06d}")
+        kinds = ["integer" if k.column == ROW_NUMBER else schema.column(k.column).kind
+                 for k in keys]
+        check_values(keys, cursor.values, kinds)
         after = cursor.values
     return Prepared(
         version=version, table=spec.table, group=spec.feature_group, files=tuple(files),

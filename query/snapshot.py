@@ -90,6 +90,8 @@ def _as_of_cutoff(as_of: date | datetime) -> datetime:
     """The instant a version must have been created before: a date means its whole day (UTC)."""
     if isinstance(as_of, datetime):
         return as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+    if as_of >= date.max:  # the end of the last day there is: after every version
+        return datetime.max.replace(tzinfo=UTC)
     return datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=UTC) - timedelta.resolution
 
 
