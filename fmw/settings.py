@@ -105,6 +105,7 @@ class Settings:
     api_response_cache_mb: float = 64.0
     api_export_cache_mb: float = 4096.0
     api_warm_downloads: bool = True
+    api_snapshot_check_s: float = 300.0
     schedule_cron: str = "0 6 * * *"
     schedule_interval_minutes: float = 0.0
     schedule_timezone: str | None = None
@@ -126,6 +127,7 @@ class Settings:
     ui_stale_hours: float = 26.0
     ui_sql_max_rows: int = 10_000
     ui_sql_timeout_s: float = 30.0
+    ui_sql_max_bytes: int = 67_108_864
     ui_api_url: str | None = None
     ui_page_size: int = 100
     ui_usage_flush_s: float = 60.0
@@ -140,6 +142,8 @@ class Settings:
     nginx_reload: bool = False
     nginx_allow_loopback: bool = True
     nginx_dev_rate_per_minute: int = 60
+    nginx_conn_per_address: int = 50
+    nginx_client_timeout_s: int = 10
     backup_dir: str | None = None
     backup_keep_days: float = 14.0
     backup_keep_count: int = 7
@@ -148,6 +152,15 @@ class Settings:
     smoke_key_file: str | None = None
     snapshot_max_age_hours: float = 26.0
     disk_min_free_gb: float = 5.0
+    # Source limits (issue 11): see ledger.sources.base.SourceLimits.
+    source_max_cell_bytes: int = 1_048_576
+    source_max_columns: int = 1000
+    source_max_json_depth: int = 64
+    source_max_stored_errors: int = 10_000
+    source_allow_symlinks: bool = False
+    source_roots: tuple[Path, ...] = ()  # empty: files may be anywhere
+    xlsx_max_unpacked_mb: float = 1024.0
+    xlsx_max_rows: int = 1_048_576
 
     @property
     def snapshots_path(self) -> Path:
@@ -173,8 +186,19 @@ class Settings:
         return replace(self, **changes)
 
 
+#: Query parameters whose value is treated as a secret (``?api_key=``, ``&X-Amz-Signature=``).
+SECRET_PARAM_RE = re.compile(r"key|token|secret|passw|pwd|signature|^sig$|auth|credential",
+                             re.I)
+
+
 def _redact_url(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+    """The URL with its password, an http user-only token and secret query values as ``***``."""
+    url = re.sub(r"//([^:/@?#]+):[^@/?#]*@", r"//\1:***@", url)
+    url = re.sub(r"^(https?://)[^:/@?#]+@", r"\1***@", url, flags=re.I)
+
+    def param(m: re.Match[str]) -> str:
+        return f"{m[1]}{m[2]}=***" if SECRET_PARAM_RE.search(m[2]) and m[3] else m[0]
+    return re.sub(r"([?&;])([^=&;#]*)=([^&;#]*)", param, url)
 
 
 def _get(table: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str,
@@ -307,7 +331,7 @@ def load_settings(config: Path | str | None = None, data_dir: Path | str | None 
 def _build(raw: dict[str, Any], env: dict[str, str], cfg_path: Path | None, base_dir: Path,
            data_dir_arg: Path | str | None) -> Settings:
     known = {"data_dir", "database_url", "schema", "timezone", "max_bad_share", "snapshots_dir",
-             "sources", "progress"} | TUNABLE_NAMES
+             "sources", "progress", "source_roots"} | TUNABLE_NAMES
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
@@ -361,5 +385,20 @@ def _build(raw: dict[str, Any], env: dict[str, str], cfg_path: Path | None, base
     return Settings(
         data_dir=data_dir.resolve(), config_path=cfg_path, database_url=url, schema=schema,
         timezone=tz, max_bad_share=share, snapshots_dir=snapshots_dir, sources=sources,
-        progress=bool(progress), **numbers,
+        progress=bool(progress), source_roots=_source_roots(pick, base_dir), **numbers,
     )
+
+
+def _source_roots(pick: Any, base_dir: Path) -> tuple[Path, ...]:
+    """`source_roots`: a TOML array of folders, or FMW_SOURCE_ROOTS split on os.pathsep."""
+    value = pick("source_roots", "FMW_SOURCE_ROOTS")
+    if value is None:
+        return ()
+    items = value.split(os.pathsep) if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ConfigError("source_roots must be an array of folder paths")
+    roots = []
+    for item in (i.strip() for i in items if i.strip()):
+        p = Path(item).expanduser()
+        roots.append((p if p.is_absolute() else base_dir / p).resolve())
+    return tuple(roots)

@@ -60,6 +60,7 @@ TUNABLES: tuple[Tunable, ...] = (
     Tunable("api_response_cache_mb", "float", 0),
     Tunable("api_export_cache_mb", "float", 0),
     Tunable("api_warm_downloads", "bool"),
+    Tunable("api_snapshot_check_s", "float", 0),
     # scheduler, retries, SLA, service host
     Tunable("schedule_cron", "str", hint="a 5-field crontab, or 'off'"),
     Tunable("schedule_interval_minutes", "float", 0),
@@ -84,6 +85,7 @@ TUNABLES: tuple[Tunable, ...] = (
     Tunable("ui_stale_hours", "float", 0),
     Tunable("ui_sql_max_rows", "int", 1, 1_000_000),
     Tunable("ui_sql_timeout_s", "float", 0.1, 600),
+    Tunable("ui_sql_max_bytes", "int", 65_536, 1_073_741_824),
     Tunable("ui_api_url", "optstr", pattern=_URL, hint="an http(s) URL"),
     Tunable("ui_page_size", "int", 1, 10_000),
     Tunable("ui_usage_flush_s", "float", 0),
@@ -99,6 +101,8 @@ TUNABLES: tuple[Tunable, ...] = (
     Tunable("nginx_reload", "bool"),
     Tunable("nginx_allow_loopback", "bool"),
     Tunable("nginx_dev_rate_per_minute", "int", 1, 100_000),
+    Tunable("nginx_conn_per_address", "int", 1, 100_000),
+    Tunable("nginx_client_timeout_s", "int", 1, 3600),
     Tunable("backup_dir", "optstr"),
     Tunable("backup_keep_days", "float", 0),
     Tunable("backup_keep_count", "int", 1),
@@ -107,6 +111,14 @@ TUNABLES: tuple[Tunable, ...] = (
     Tunable("smoke_key_file", "optstr"),
     Tunable("snapshot_max_age_hours", "float", 0),
     Tunable("disk_min_free_gb", "float", 0),
+    # source limits (the reader refuses or quarantines beyond these)
+    Tunable("source_max_cell_bytes", "int", 1024),
+    Tunable("source_max_columns", "int", 1),
+    Tunable("source_max_json_depth", "int", 2, 500),
+    Tunable("source_max_stored_errors", "int", 1),
+    Tunable("source_allow_symlinks", "bool"),
+    Tunable("xlsx_max_unpacked_mb", "float", 1),
+    Tunable("xlsx_max_rows", "int", 1),
 )
 NAMES = frozenset(t.name for t in TUNABLES)
 

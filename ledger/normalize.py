@@ -82,7 +82,8 @@ def stage_insert_sql(cfg: SourceConfig, raw_table: str, source_columns: list[str
         if f in colmap:
             expr = f"r.{_qi(colmap[f])}"  # cleaned in Arrow before COPY (stage.clean_strings)
         elif f in consts:
-            params[f"const_{f}"] = clean(consts[f]) or None
+            # NUL cannot be stored (PostgreSQL text); readers strip it from cells alike.
+            params[f"const_{f}"] = clean(consts[f].replace("\x00", "")) or None
             expr = f"%(const_{f})s::text"
         else:
             expr = "NULL::text"

@@ -9,6 +9,8 @@ work is rolled back.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +24,7 @@ from ledger.db import connect
 from ledger.normalize import MAPPED_KINDS, MM_TODAY, STAGE_DDL, stage_insert_sql
 from ledger.schema import require_current
 from ledger.sources import read_source
+from ledger.sources.base import SourceLimits, SourceTable
 from ledger.stage import clean_strings, copy_table, create_raw_table
 
 RunStatus = Literal["running", "succeeded", "partial", "failed"]
@@ -150,6 +153,7 @@ class _RunContext:
     source_stats: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     finished: bool = False
+    max_stored: int = 10_000  # quarantined rows stored per source (settings)
     valid: int = 0  # staged rows that passed validation
 
     def timed(self, name: str, started: float) -> None:
@@ -169,13 +173,19 @@ def _execute(conn: psycopg.Connection, settings: Settings, plan: SyncPlan, ctx: 
     mapped = {r[0] for r in conn.execute("SELECT DISTINCT kind FROM name_map").fetchall()}
     conn.execute(STAGE_DDL)
 
+    limits = SourceLimits.from_settings(settings)
+    ctx.max_stored = settings.source_max_stored_errors
     for rank, cfg in enumerate(plan.sources):
-        _stage_source(conn, cfg, rank, mapped, settings.timezone, ctx, progress)
+        _stage_source(conn, cfg, rank, mapped, settings.timezone, ctx, progress, limits)
+        _cap_stored_errors(conn, ctx, cfg.name, settings.source_max_stored_errors)
 
     t0 = time.perf_counter()
     outcome = apply_mod.resolve(conn, run_id, plan, ctx.valid)
     ctx.counts["conflicts"] = outcome.conflicts
     ctx.counts["rows_bad"] += outcome.duplicates
+    if outcome.duplicates or outcome.conflicts:
+        for cfg in plan.sources:
+            _cap_stored_errors(conn, ctx, cfg.name, settings.source_max_stored_errors)
     ctx.timed("resolve", t0)
     progress.phase("validate and resolve duplicates", outcome.incoming, time.perf_counter() - t0)
 
@@ -207,7 +217,7 @@ def _execute(conn: psycopg.Connection, settings: Settings, plan: SyncPlan, ctx: 
     errors = ctx.counts["rows_bad"] + ctx.counts["conflicts"]
     status: RunStatus = "partial" if errors else "succeeded"
     runs.finish_run(conn, run_id, status, counts=ctx.counts, source_stats=ctx.source_stats,
-                    phase_seconds=ctx.phases, error_summary=None)
+                    phase_seconds=ctx.phases, error_summary=_not_stored_summary(ctx))
     if plan.dry_run:
         conn.rollback()
     else:
@@ -251,11 +261,54 @@ def _refuse_empty_full_source(conn: psycopg.Connection, cfg: SourceConfig) -> No
                           location=cfg.location)
 
 
+def _cap_stored_errors(conn: psycopg.Connection, ctx: _RunContext, source: str,
+                       limit: int) -> None:
+    """Keep the first `limit` quarantined rows of `source` in this run; count the rest."""
+    cur = conn.execute(
+        "DELETE FROM run_errors WHERE id IN (SELECT id FROM run_errors WHERE run_id = %s "
+        "AND source = %s ORDER BY row_no NULLS FIRST, id OFFSET %s)", (ctx.run_id, source, limit))
+    if cur.rowcount > 0:
+        stats = ctx.source_stats.setdefault(source, {})
+        stats["errors_not_stored"] = stats.get("errors_not_stored", 0) + cur.rowcount
+
+
+def _not_stored_summary(ctx: _RunContext) -> str | None:
+    """What the run record says when quarantined rows were counted but not stored."""
+    parts = [f"{stats['errors_not_stored']:,} of source {name!r}"
+             for name, stats in ctx.source_stats.items() if stats.get("errors_not_stored")]
+    if not parts:
+        return None
+    return (f"quarantined rows not stored (above source_max_stored_errors): {', '.join(parts)}; "
+            "they are counted in rows_bad")
+
+
+@contextmanager
+def _staging(cfg: SourceConfig) -> Iterator[None]:
+    """Data PostgreSQL refuses while staging a source fails that source, named (a safety net:
+    the readers already remove what PostgreSQL cannot store, such as NUL)."""
+    try:
+        yield
+    except psycopg.DataError as exc:
+        raise SourceError(cfg.name, f"rows could not be staged: {_reason(exc)}",
+                          location=cfg.location) from exc
+
+
+def _read(cfg: SourceConfig, limits: SourceLimits) -> SourceTable:
+    """`read_source`, with any unexpected failure turned into an error naming source and file."""
+    try:
+        return read_source(cfg, limits)
+    except FmwError:
+        raise
+    except Exception as exc:  # a reader bug or a library's surprise must still name the file
+        raise SourceError(cfg.name, f"cannot be read: {type(exc).__name__}: {exc}",
+                          location=cfg.location) from exc
+
+
 def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped: set[str],
-                  tz: str, ctx: _RunContext, progress: Progress) -> None:
+                  tz: str, ctx: _RunContext, progress: Progress, limits: SourceLimits) -> None:
     """Read one source, COPY it into a raw temp table and normalise it into `stage`."""
     t0 = time.perf_counter()
-    src = read_source(cfg)
+    src = _read(cfg, limits)
     ctx.timed("read", t0)
     read_s = time.perf_counter() - t0
     progress.phase(f"read {cfg.name}", src.rows_read, read_s)
@@ -265,8 +318,9 @@ def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped
     create_raw_table(conn, raw, columns)
     label = f"stage {cfg.name}"
     total = src.table.num_rows
-    copy_table(conn, raw, clean_strings(src.table), lambda n: progress.rows(label, n, total))
-    for e in src.row_errors:
+    with _staging(cfg):
+        copy_table(conn, raw, clean_strings(src.table), lambda n: progress.rows(label, n, total))
+    for e in src.row_errors[:ctx.max_stored]:
         runs.record_run_error(conn, ctx.run_id, source=cfg.name, row=e.row, kind="invalid",
                               reason=e.reason, raw=e.raw)
     rows_read, reader_bad = src.rows_read, len(src.row_errors)
@@ -275,7 +329,8 @@ def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped
     params.update(src_rank=rank, source=cfg.name)
     # Source time stamps without an offset are local time in the configured zone.
     conn.execute("SELECT set_config('TimeZone', %s, true)", (tz,))
-    conn.execute(sql, params)
+    with _staging(cfg):
+        conn.execute(sql, params)
     conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
     invalid = apply_mod.quarantine_invalid(conn, ctx.run_id, rank, raw)
     ctx.valid += total - invalid
@@ -291,3 +346,5 @@ def _stage_source(conn: psycopg.Connection, cfg: SourceConfig, rank: int, mapped
         "mode": cfg.mode, "rows_read": rows_read, "rows_bad": bad,
         "read_seconds": round(read_s, 3), "stage_seconds": round(stage_s, 3),
     }
+    if reader_bad > ctx.max_stored:
+        ctx.source_stats[cfg.name]["errors_not_stored"] = reader_bad - ctx.max_stored

@@ -2,16 +2,22 @@
 
 Reaching the other side can fail for reasons a retry may fix (refused, timed out, 5xx); those
 raise `TransientSourceError`. Everything else raises `SourceError`. Messages use
-``cfg.location``, which hides a database password.
+``cfg.location``, which hides passwords and secret query parameters.
+
+Credentials never cross origins: a redirect to another scheme, host or port drops the
+Authorization header, every configured header and cookies. ``http://user:password@host/``
+is sent as HTTP basic auth (and never shown).
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 from sqlalchemy import create_engine, text
@@ -20,8 +26,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import NullPool
 
 from fmw.errors import SourceError, TransientSourceError
-from fmw.settings import SourceConfig
-from ledger.sources.base import RowError, SourceTable
+from fmw.settings import SECRET_PARAM_RE, SourceConfig
+from ledger.sources.base import DEFAULT_LIMITS, RowError, SourceLimits, SourceTable
 from ledger.sources.convert import build_table, check_mapped, finish, normalize_headers
 from ledger.sources.text import read_csv_bytes, read_json_bytes
 
@@ -34,7 +40,7 @@ _RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 # --- SQL ---------------------------------------------------------------------------------------
 
-def read_sql(cfg: SourceConfig) -> SourceTable:
+def read_sql(cfg: SourceConfig, limits: SourceLimits = DEFAULT_LIMITS) -> SourceTable:
     """Run ``cfg.query`` and stream the result in batches.
 
     Args:
@@ -64,7 +70,7 @@ def read_sql(cfg: SourceConfig) -> SourceTable:
             raise _sql_fail(cfg, f"cannot connect to database: {_db_message(exc)}",
                             transient=True) from None
         with conn:
-            return _run_query(cfg, conn)
+            return _run_query(cfg, conn, limits)
     finally:
         engine.dispose()
 
@@ -79,7 +85,7 @@ def _sql_url(cfg: SourceConfig) -> URL:
     return url
 
 
-def _run_query(cfg: SourceConfig, conn: Connection) -> SourceTable:
+def _run_query(cfg: SourceConfig, conn: Connection, limits: SourceLimits) -> SourceTable:
     # Escape every colon so text() finds no ":name" bind parameters in literals or JSON.
     statement = text((cfg.query or "").replace(":", "\\:"))
     options: dict[str, Any] = {"yield_per": _BATCH_ROWS}
@@ -108,7 +114,7 @@ def _run_query(cfg: SourceConfig, conn: Connection) -> SourceTable:
         raise _sql_fail(cfg, f"query failed: {exc}") from None
     if not tables:
         tables.append(build_table(names, [], mapped)[0])
-    return finish(cfg, cfg.location, pa.concat_tables(tables), errors)
+    return finish(cfg, cfg.location, pa.concat_tables(tables), errors, limits)
 
 
 def _db_message(exc: DBAPIError) -> str:
@@ -134,7 +140,7 @@ def _sql_fail(cfg: SourceConfig, reason: str, transient: bool = False) -> Source
 
 # --- HTTP --------------------------------------------------------------------------------------
 
-def read_http(cfg: SourceConfig) -> SourceTable:
+def read_http(cfg: SourceConfig, limits: SourceLimits = DEFAULT_LIMITS) -> SourceTable:
     """GET ``cfg.url`` and parse the body as JSON or CSV.
 
     The format is ``cfg.format`` if set, else from the Content-Type (``text/csv`` -> CSV,
@@ -149,14 +155,11 @@ def read_http(cfg: SourceConfig) -> SourceTable:
 
     Raises:
         TransientSourceError: refused, timed out, dropped, or HTTP 408/425/429/5xx.
-        SourceError: other HTTP errors (``HTTP 404 Not Found``), TLS errors, an empty or
-            malformed body, or a missing mapped column.
+        SourceError: other HTTP errors (``HTTP 404 Not Found``), TLS errors, a redirect to a
+            URL that is not http(s), an empty or malformed body, or a missing mapped column.
     """
-    url = cfg.url or ""
-    if not url.lower().startswith(("http://", "https://")):
-        raise SourceError(cfg.name, "url must start with http:// or https://",
-                          location=cfg.location)
-    request = urllib.request.Request(url, headers={"User-Agent": "fmw", **dict(cfg.headers)})
+    url, headers = _request_parts(cfg)
+    request = urllib.request.Request(url, headers=headers)
     body, content_type, charset = _fetch(cfg, request)
     if not body:
         raise SourceError(cfg.name, "response body is empty", location=cfg.location)
@@ -164,13 +167,86 @@ def read_http(cfg: SourceConfig) -> SourceTable:
     fmt = cfg.format or ("csv" if content_type in _CSV_TYPES else
                          "jsonl" if content_type in _JSONL_TYPES else "json")
     if fmt == "csv":
-        return read_csv_bytes(cfg, cfg.location, body, encoding)
-    return read_json_bytes(cfg, cfg.location, body, encoding, "jsonl" if fmt == "jsonl" else "json")
+        return read_csv_bytes(cfg, cfg.location, body, encoding, limits)
+    return read_json_bytes(cfg, cfg.location, body, encoding,
+                           "jsonl" if fmt == "jsonl" else "json", limits)
+
+
+def _request_parts(cfg: SourceConfig) -> tuple[str, dict[str, str]]:
+    """The URL to request (without user info) and the request headers (with basic auth)."""
+    url = cfg.url or ""
+    if not url.lower().startswith(("http://", "https://")):
+        raise SourceError(cfg.name, "url must start with http:// or https://",
+                          location=cfg.location)
+    headers = {"User-Agent": "fmw", **dict(cfg.headers)}
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, headers
+    if any(name.lower() == "authorization" for name in headers):
+        raise SourceError(cfg.name, "url has a user name and the headers set Authorization; "
+                          "use one of the two", location=cfg.location)
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    headers["Authorization"] = f"Basic {token}"
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), headers
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _CredentialSafeRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) only; another origin gets none of the source's secrets."""
+
+    def __init__(self, cfg: SourceConfig, secret_headers: set[str]) -> None:
+        self.cfg = cfg
+        self.secret_headers = secret_headers | {"authorization", "cookie", "proxy-authorization"}
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: http.client.HTTPMessage, newurl: str) -> urllib.request.Request | None:
+        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise SourceError(self.cfg.name, f"HTTP {code}: redirected to a URL that is not "
+                              "http(s); refused", location=self.cfg.location)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            for name in list(new.headers):
+                if name.lower() in self.secret_headers:
+                    new.remove_header(name)
+        return new
+
+
+def _secrets(cfg: SourceConfig) -> list[str]:
+    """Values that must not appear in a message: password, secret parameters, header values."""
+    parts = urllib.parse.urlsplit(cfg.url or "")
+    found = [parts.password or "", urllib.parse.unquote(parts.password or "")]
+    found += [value for name, value in urllib.parse.parse_qsl(parts.query)
+              if SECRET_PARAM_RE.search(name)]
+    found += [value for _, value in cfg.headers]
+    return sorted((v for v in found if len(v) >= 3), key=len, reverse=True)
+
+
+def _scrub(cfg: SourceConfig, text: str) -> str:
+    """A library's message with the URL shown as `cfg.location` and every secret as ***."""
+    if cfg.url:
+        text = text.replace(cfg.url, cfg.location)
+    for secret in _secrets(cfg):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _fetch(cfg: SourceConfig, request: urllib.request.Request) -> tuple[bytes, str, str | None]:
+    opener = urllib.request.build_opener(
+        _CredentialSafeRedirect(cfg, {name.lower() for name, _ in cfg.headers}))
     try:
-        with urllib.request.urlopen(request, timeout=cfg.timeout_s) as response:
+        with opener.open(request, timeout=cfg.timeout_s) as response:
             body = response.read()
             return body, response.headers.get_content_type(), response.headers.get_content_charset()
     except urllib.error.HTTPError as exc:
@@ -183,12 +259,13 @@ def _fetch(cfg: SourceConfig, request: urllib.request.Request) -> tuple[bytes, s
             raise TransientSourceError(cfg.name, f"timed out after {cfg.timeout_s:g} s",
                                        location=cfg.location) from None
         if isinstance(exc.reason, ssl.SSLError):
-            raise SourceError(cfg.name, f"TLS error: {exc.reason}", location=cfg.location) from None
-        raise TransientSourceError(cfg.name, f"cannot connect: {exc.reason}",
+            raise SourceError(cfg.name, _scrub(cfg, f"TLS error: {exc.reason}"),
+                              location=cfg.location) from None
+        raise TransientSourceError(cfg.name, _scrub(cfg, f"cannot connect: {exc.reason}"),
                                    location=cfg.location) from None
     except TimeoutError:
         raise TransientSourceError(cfg.name, f"timed out after {cfg.timeout_s:g} s",
                                    location=cfg.location) from None
     except (OSError, http.client.HTTPException) as exc:
-        raise TransientSourceError(cfg.name, f"request failed: {exc}",
+        raise TransientSourceError(cfg.name, _scrub(cfg, f"request failed: {exc}"),
                                    location=cfg.location) from None

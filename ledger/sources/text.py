@@ -10,6 +10,7 @@ row 2, a quoted value spanning lines counts once and blank lines are skipped wit
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 import re
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import pyarrow.csv as pacsv
 
 from fmw.errors import SourceError
 from fmw.settings import SourceConfig
-from ledger.sources.base import ROW_COLUMN, RowError, SourceTable
+from ledger.sources.base import DEFAULT_LIMITS, ROW_COLUMN, RowError, SourceLimits, SourceTable
 from ledger.sources.convert import (
     build_table,
     finish,
@@ -29,6 +30,7 @@ from ledger.sources.convert import (
     normalize_headers,
     row_numbers,
 )
+from ledger.sources.jsondepth import check_depth
 
 JsonLayout = Literal["json", "jsonl"]
 
@@ -40,6 +42,10 @@ _ALIASES = {"utf8": "utf-8", "euc-kr": "cp949", "euc_kr": "cp949", "euckr": "cp9
             "ks_c_5601-1987": "cp949", "uhc": "cp949"}
 _ROW_RE = re.compile(r"Row #(\d+)")
 _COUNT_RE = re.compile(r"Expected (\d+) columns, got (\d+): ?(.*)", re.S)
+#: A line with a non-ASCII character and no escaped (non-UTF-8) byte.
+_UTF8_LINE_RE = re.compile("^[^\n\udc80-\udcff]*[^\x00-\x7f\udc80-\udcff][^\n\udc80-\udcff]*$",
+                           re.M)
+_EXCERPT = 40
 
 
 def _fail(cfg: SourceConfig, location: str, reason: str, row: int | None = None) -> SourceError:
@@ -68,6 +74,23 @@ def _first_bad_utf8(data: bytes, start: int) -> int | None:
     return None  # pragma: no cover - the chunked pass already failed
 
 
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _first_utf8_line(data: bytes) -> int | None:
+    """Number of the first line holding non-ASCII text that is valid UTF-8, or None.
+
+    Such a line in a file that is not UTF-8 as a whole means encodings were mixed: reading the
+    file as CP949 would turn that line into mojibake ("café" -> "caf챕"). Decoding with
+    ``surrogateescape`` marks every byte that is not UTF-8 as a lone surrogate (UTF-8 resyncs at
+    each newline), so one regex finds such a line without a Python loop over lines.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    hit = _UTF8_LINE_RE.search(text)
+    return None if hit is None else text.count("\n", 0, hit.start()) + 1
+
+
 def _codec(cfg: SourceConfig, location: str, encoding: str) -> str:
     name = _ALIASES.get(encoding.strip().lower(), encoding.strip().lower())
     if name == "auto":
@@ -85,14 +108,16 @@ def to_utf8(cfg: SourceConfig, location: str, data: bytes, encoding: str) -> byt
         cfg: the source (for error messages).
         location: file path or URL for error messages.
         data: the raw bytes.
-        encoding: ``auto`` (BOM -> UTF-8; else UTF-8; else CP949), ``utf-8``, ``utf-8-sig``,
+        encoding: ``auto`` (BOM -> UTF-8; else UTF-8; else CP949 unless a line is valid
+            non-ASCII UTF-8: mixed files are refused, never read as mojibake), ``utf-8``, ``utf-8-sig``,
             ``cp949``/``euc-kr`` or any Python codec name (from an HTTP charset).
 
     Returns:
         UTF-8 bytes; valid UTF-8 input is returned as a view, without copying.
 
     Raises:
-        SourceError: the bytes do not decode; names the line and byte offset of the first bad byte.
+        SourceError: the bytes do not decode, or (``auto``) mix UTF-8 and other lines; names the
+            line and byte offset of the first bad byte.
     """
     codec = _codec(cfg, location, encoding)
     if codec in ("auto", "utf-8", "utf-8-sig"):
@@ -102,6 +127,12 @@ def to_utf8(cfg: SourceConfig, location: str, data: bytes, encoding: str) -> byt
             return memoryview(data)[start:]
         if codec != "auto" or start:
             raise _fail(cfg, location, f"not valid UTF-8: undecodable byte {_where(data, bad)}")
+        utf8_line = _first_utf8_line(data)
+        if utf8_line is not None:
+            raise _fail(cfg, location, (
+                f"mixed encodings: line {utf8_line} is UTF-8 but line {_line_of(data, bad)} is "
+                f"not (undecodable byte {_where(data, bad)}); save the file in one encoding, or "
+                "set encoding = \"utf-8\" or \"cp949\" on the source to choose one"))
         try:
             return data.decode("cp949").encode("utf-8")
         except UnicodeDecodeError:
@@ -116,7 +147,8 @@ def to_utf8(cfg: SourceConfig, location: str, data: bytes, encoding: str) -> byt
 
 # --- CSV ---------------------------------------------------------------------------------------
 
-def read_csv_bytes(cfg: SourceConfig, location: str, data: bytes, encoding: str) -> SourceTable:
+def read_csv_bytes(cfg: SourceConfig, location: str, data: bytes, encoding: str,
+                   limits: SourceLimits = DEFAULT_LIMITS) -> SourceTable:
     """Parse CSV bytes into a text table with pyarrow (multi-threaded, no Python row loop).
 
     Args:
@@ -124,6 +156,7 @@ def read_csv_bytes(cfg: SourceConfig, location: str, data: bytes, encoding: str)
         location: file path or URL for messages.
         data: the raw bytes.
         encoding: as for `to_utf8`.
+        limits: column and cell limits.
 
     Returns:
         Header names normalized; row 1 is the header, data rows start at 2.
@@ -138,16 +171,17 @@ def read_csv_bytes(cfg: SourceConfig, location: str, data: bytes, encoding: str)
     parse = pacsv.ParseOptions(delimiter=cfg.delimiter, newlines_in_values=True)
     # The header is read as data (autogenerated names f0, f1, ...) so every column, including
     # the header cells, is forced to string; nothing is type-inferred.
-    table = _arrow_csv(cfg, location, buf, parse)
+    table = _arrow_csv(cfg, location, buf, parse, limits)
     header = [table.column(i)[0].as_py() for i in range(table.num_columns)] if table.num_rows else []
     names = normalize_headers(header)
     body = table.slice(1)
     columns = [row_numbers(2, body.num_rows), *body.columns]
-    return finish(cfg, location, pa.Table.from_arrays(columns, names=[ROW_COLUMN, *names]))
+    return finish(cfg, location, pa.Table.from_arrays(columns, names=[ROW_COLUMN, *names]),
+                  limits=limits)
 
 
-def _arrow_csv(cfg: SourceConfig, location: str, buf: pa.Buffer,
-               parse: pacsv.ParseOptions, block: int = _BLOCK) -> pa.Table:
+def _arrow_csv(cfg: SourceConfig, location: str, buf: pa.Buffer, parse: pacsv.ParseOptions,
+               limits: SourceLimits, block: int = _BLOCK) -> pa.Table:
     def options(threads: bool = True) -> pacsv.ReadOptions:
         return pacsv.ReadOptions(autogenerate_column_names=True, block_size=block,
                                  use_threads=threads)
@@ -156,6 +190,9 @@ def _arrow_csv(cfg: SourceConfig, location: str, buf: pa.Buffer,
     try:
         width = len(pacsv.open_csv(pa.BufferReader(buf), parse_options=parse,
                                    read_options=options()).schema)
+        if width > limits.max_columns:
+            raise _fail(cfg, location, f"has {width:,} columns, above the limit of "
+                        f"{limits.max_columns:,} (source_max_columns)")
         convert = pacsv.ConvertOptions(
             column_types={f"f{i}": pa.string() for i in range(width)}, null_values=[""],
             strings_can_be_null=True, quoted_strings_can_be_null=True, check_utf8=False)
@@ -165,7 +202,7 @@ def _arrow_csv(cfg: SourceConfig, location: str, buf: pa.Buffer,
         message = str(exc)
         if "straddl" in message and block < _MAX_BLOCK:
             bigger = min(max(block * 8, buf.size + 1), _MAX_BLOCK)
-            return _arrow_csv(cfg, location, buf, parse, bigger)
+            return _arrow_csv(cfg, location, buf, parse, limits, bigger)
         if "Empty CSV file" in message:
             raise _fail(cfg, location, "file is empty (no header row)") from None
         if not _ROW_RE.search(message):
@@ -177,18 +214,27 @@ def _arrow_csv(cfg: SourceConfig, location: str, buf: pa.Buffer,
                                read_options=options(threads=False))
             except pa.ArrowInvalid as serial:
                 message = str(serial)
-        raise _csv_error(cfg, location, message) from None
+        raise _csv_error(cfg, location, message, _header_has_mapped(cfg, buf)) from None
 
 
-def _csv_error(cfg: SourceConfig, location: str, message: str) -> SourceError:
-    """Turn pyarrow's parse error into a message naming the row."""
+def _header_has_mapped(cfg: SourceConfig, buf: pa.Buffer) -> bool:
+    """Whether the first line names a mapped column: only then is the file the source's own
+    data, and a row excerpt may go into the error (never lines of an unrelated file)."""
+    first = bytes(memoryview(buf)[:1 << 16]).split(b"\n", 1)[0].decode("utf-8", "replace")
+    header = {cell.strip() for cell in next(csv.reader([first], delimiter=cfg.delimiter), [])}
+    return any(col in header for _, col in cfg.columns)
+
+
+def _csv_error(cfg: SourceConfig, location: str, message: str, show_text: bool) -> SourceError:
+    """Turn pyarrow's parse error into a message naming the row (and, for the source's own
+    data, a short escaped excerpt of it)."""
     row_match, count = _ROW_RE.search(message), _COUNT_RE.search(message)
     row = int(row_match.group(1)) if row_match else None
     if count:
         text = count.group(3).strip()
-        snippet = text if len(text) <= 80 else text[:77] + "..."
+        snippet = text if len(text) <= _EXCERPT else text[:_EXCERPT - 3] + "..."
         reason = (f"row has {count.group(2)} fields, expected {count.group(1)} like the header"
-                  f" (row text: {snippet!r})")
+                  + (f" (row text: {snippet!r})" if show_text else ""))
     else:
         reason = f"not a readable CSV file: {message.removeprefix('CSV parse error: ')}"
     return _fail(cfg, location, reason, row=row)
@@ -197,7 +243,7 @@ def _csv_error(cfg: SourceConfig, location: str, message: str) -> SourceError:
 # --- JSON --------------------------------------------------------------------------------------
 
 def read_json_bytes(cfg: SourceConfig, location: str, data: bytes, encoding: str,
-                    layout: JsonLayout) -> SourceTable:
+                    layout: JsonLayout, limits: SourceLimits = DEFAULT_LIMITS) -> SourceTable:
     """Parse a JSON array of objects (optionally under ``records_path``) or JSON Lines.
 
     Args:
@@ -206,18 +252,28 @@ def read_json_bytes(cfg: SourceConfig, location: str, data: bytes, encoding: str
         data: the raw bytes.
         encoding: as for `to_utf8`.
         layout: ``json`` (row = 1-based record index) or ``jsonl`` (row = line number).
+        limits: nesting depth, column and cell limits.
 
     Returns:
         Columns are the union of keys in first-seen order; elements that are not objects, and
         objects holding a list or dict in a mapped column, are row errors.
 
     Raises:
-        SourceError: empty input, undecodable bytes, invalid JSON (with its line), a bad
-            `records_path`, or a missing mapped column.
+        SourceError: empty input, undecodable bytes, invalid JSON (with its line), nesting
+            deeper than ``limits.max_json_depth`` (with its line), a bad `records_path`, or a
+            missing mapped column.
     """
     if not data:
         raise _fail(cfg, location, "file is empty")
-    text = bytes(to_utf8(cfg, location, data, encoding)).decode("utf-8")
+    utf8 = bytes(to_utf8(cfg, location, data, encoding))
+    text = utf8.decode("utf-8")
+    too_deep = check_depth(utf8, text, limits.max_json_depth, per_line=layout == "jsonl")
+    del utf8
+    if too_deep is not None:
+        line, column = too_deep
+        raise _fail(cfg, location, f"JSON nested deeper than {limits.max_json_depth} levels at "
+                    f"line {line}, column {column} (source_max_json_depth)",
+                    row=line if layout == "jsonl" else None)
     if layout == "jsonl":
         items = _json_lines(cfg, location, text)
     else:
@@ -235,7 +291,7 @@ def read_json_bytes(cfg: SourceConfig, location: str, data: bytes, encoding: str
     order = list(keys)
     rows = ((number, [obj.get(k) for k in order]) for number, obj in objects)
     table, nested = build_table(normalize_headers(order), rows, _mapped(cfg))
-    return finish(cfg, location, table, errors + nested)
+    return finish(cfg, location, table, errors + nested, limits)
 
 
 def _mapped(cfg: SourceConfig) -> dict[str, str]:
@@ -250,6 +306,8 @@ def _loads(cfg: SourceConfig, location: str, text: str, line: int | None = None)
         raise _fail(cfg, location, f"invalid JSON at {where}: {exc.msg}", row=line) from None
     except ValueError as exc:  # e.g. an integer beyond Python's digit limit
         raise _fail(cfg, location, f"invalid JSON: {exc}", row=line) from None
+    except RecursionError:  # only if the depth limit is set above what Python can parse
+        raise _fail(cfg, location, "JSON nested too deeply to parse", row=line) from None
 
 
 def _json_lines(cfg: SourceConfig, location: str, text: str) -> list[tuple[int, Any]]:

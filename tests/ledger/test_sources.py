@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, text
 from fmw.errors import SourceError, TransientSourceError
 from fmw.settings import SourceConfig
 from ledger.sources import ROW_COLUMN, SourceTable, read_source
+from ledger.sources.base import SourceLimits
 from ledger.sources.convert import normalize_headers, to_text
 
 KOREAN = "서울 운영팀"
@@ -125,7 +126,7 @@ def test_csv_row_longer_than_a_parse_block_is_read(tmp_path: Path) -> None:
     path = tmp_path / "long.csv"
     long_value = "x\n" * (5 << 20)
     path.write_text(f'a,b\n1,"{long_value}"\n2,3\n', encoding="utf-8", newline="\n")
-    st = read_source(source("csv", path))
+    st = read_source(source("csv", path), SourceLimits(max_cell_bytes=16 << 20))
     assert st.table.column(ROW_COLUMN).to_pylist() == [2, 3]
     assert st.table.column("b")[0].as_py() == long_value
 
