@@ -88,6 +88,13 @@ class Health:
         resp.media = body
 
     def _snapshot(self) -> dict[str, Any]:
+        out = self._serving()
+        watch = self.svc.snapshot_watch
+        if watch is not None:  # the periodic re-check and what changed (with alert outcomes)
+            out["integrity"] = watch.state()
+        return out
+
+    def _serving(self) -> dict[str, Any]:
         try:
             snap = self.svc.snapshots.current()
         except FmwError as exc:

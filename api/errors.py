@@ -22,6 +22,7 @@ from fmw.errors import (
 )
 from ledger.access import InvalidAllowList
 from query import errors as q
+from query.snapshot import NoGoodVersion
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,11 @@ def _query_error(req: falcon.Request, resp: falcon.Response, exc: q.QueryError,
     if isinstance(exc, q.SqlRejected | q.ExportError):
         _raise(Problem(400, "Bad Request", str(exc), kind="bad-request"))
     if isinstance(exc, q.NoSnapshot):
-        _raise(Problem(503, "No Snapshot", "no snapshot has been published yet; run a sync "
-                       "(`fmw sync` or POST /api/dev/sync/run)", kind="no-snapshot",
+        detail = ("no published snapshot version passes its integrity check; see the server "
+                  "log or /api/dev/health" if isinstance(exc, NoGoodVersion)
+                  else "no snapshot has been published yet; run a sync (`fmw sync` or POST "
+                  "/api/dev/sync/run)")
+        _raise(Problem(503, "No Snapshot", detail, kind="no-snapshot",
                        headers={"Retry-After": "60"}))
     if isinstance(exc, q.QueryTimeout):
         _raise(Problem(503, "Query Timeout", str(exc), kind="query-timeout",

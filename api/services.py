@@ -17,6 +17,8 @@ from api.launcher import SyncLauncher
 from api.metrics import Metrics
 from api.respcache import ResponseCache
 from api.security import AllowList, RateLimiter
+from api.snapshot_watch import SnapshotWatch
+from fmw import relay
 from fmw.settings import Settings
 from query.snapshot import Resolver
 
@@ -37,6 +39,7 @@ API_DEFAULTS: dict[str, Any] = {
     "api_response_cache_mb": 64,
     "api_export_cache_mb": 4096,
     "api_warm_downloads": True,
+    "api_snapshot_check_s": 300.0,
 }
 
 
@@ -66,10 +69,21 @@ class Services:
     #: the Nginx config with it); its FmwError is reported, not raised.
     allow_list_changed: Callable[[list[Any]], Any] | None = None
     clock: Callable[[], float] = field(default=time.time)
+    #: Re-checks the served snapshot version and alerts (see `api.snapshot_watch`).
+    snapshot_watch: SnapshotWatch | None = None
+    _relay_key: list[bytes] = field(default_factory=list)
+
+    def relay_key(self) -> bytes:
+        """The key the explorer signs relayed calls with (fmw.relay), read once."""
+        if not self._relay_key:
+            self._relay_key.append(relay.load_key(self.settings.data_dir))
+        return self._relay_key[0]
 
     def close(self, timeout: float = 30.0) -> None:
-        """Wait for a background sync and the download warm-up to finish, then close the
-        query engine."""
+        """Stop the snapshot watch, wait for a background sync and the download warm-up to
+        finish, then close the query engine."""
+        if self.snapshot_watch is not None:
+            self.snapshot_watch.close(min(timeout, 5.0))
         self.launcher.join(timeout)
         if self.exports is not None:
             self.exports.close(timeout)
@@ -94,6 +108,9 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
         reader = make_reader(settings)
     resolver = overrides.pop("snapshots", None) or getattr(reader, "resolver", None) or Resolver(
         settings.snapshots_path)
+    watch = overrides.pop("snapshot_watch", None) or SnapshotWatch(
+        resolver, interval_s=float(api_setting(settings, "api_snapshot_check_s")),
+        notify=_webhook(settings), schema=settings.schema)
     svc = Services(
         settings=settings, gateway=gateway, allow_list=allow, dev_rate=rate,
         metrics=overrides.pop("metrics", None) or Metrics(),
@@ -104,7 +121,19 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
         exports=overrides.pop("exports", None) or ExportCache(
             settings.data_dir / "api" / "exports",
             int(float(api_setting(settings, "api_export_cache_mb")) * 1024 * 1024)),
+        snapshot_watch=watch,
         **overrides,
     )
     allow.load()
+    watch.start()
     return svc
+
+
+def _webhook(settings: Settings) -> Callable[[dict[str, Any]], None] | None:
+    """Alerts go where the scheduler's do (`sla_webhook_url`); None when none is configured."""
+    url = getattr(settings, "sla_webhook_url", None)
+    if not url:
+        return None
+    from scheduler.alerts import post_json
+    timeout = float(getattr(settings, "sla_webhook_timeout_s", 10.0))
+    return lambda body: post_json(url, body, timeout)

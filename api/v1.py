@@ -28,7 +28,7 @@ from query.errors import UnknownGroup
 from query.fields import JSON_COLUMNS
 from query.paging import decode_cursor
 from query.plan import QuerySpec
-from query.snapshot import Snapshot
+from query.snapshot import Snapshot, SnapshotReadError
 
 #: Parameters of the API itself; every other parameter is a filter of the query layer.
 API_PARAMS = ("format", "download", "version", "as_of", "bom", "neutralise")
@@ -174,6 +174,18 @@ class Features:
         return feature_group
 
     def _handle(self, req: falcon.Request, resp: falcon.Response,
+                feature_group: str | None) -> None:
+        try:
+            self._answer(req, resp, feature_group)
+        except SnapshotReadError:
+            # The current version failed a read and a fresh check found it damaged: "current"
+            # now falls back, so answer once more (X-Snapshot-Fallback says so). A request
+            # that named its version gets the 503 instead of another version.
+            if any(req.get_param(p) for p in ("version", "as_of", "cursor")):
+                raise
+            self._answer(req, resp, feature_group)
+
+    def _answer(self, req: falcon.Request, resp: falcon.Response,
                 feature_group: str | None) -> None:
         fmt = negotiate(req)
         version, as_of = _version_param(req), _as_of_param(req)

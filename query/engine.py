@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
@@ -47,7 +48,7 @@ from query.results import (
     VersionInfo,
 )
 from query.schemas import describe, view_select
-from query.snapshot import Resolver, Snapshot
+from query.snapshot import Resolver, Snapshot, SnapshotReadError
 from query.streams import open_stream
 
 # `_arrow` copies a page once more than `cur.sql(...).to_arrow_table()` would (DuckDB warns);
@@ -180,8 +181,9 @@ class Engine:
         """
         snap, prep = self._prepare(spec or QuerySpec(), version, as_of, page=True)
         cur = self._cursor()
-        table, next_cursor = self._page(cur, snap, prep, None)
-        total = self._total(cur, prep, table.num_rows, next_cursor) if count else None
+        with self._reading(snap):
+            table, next_cursor = self._page(cur, snap, prep, None)
+            total = self._total(cur, prep, table.num_rows, next_cursor) if count else None
         return Result(snap.version, prep.table, prep.columns, table.select(list(prep.columns)),
                       total, next_cursor, snap.fallback)
 
@@ -199,8 +201,9 @@ class Engine:
             raise ExportError(fmt, f"a page as text is one of {', '.join(TEXT_FORMATS)}")
         snap, prep = self._prepare(spec or QuerySpec(), version, as_of, page=True)
         cur = self._cursor()
-        table, next_cursor = self._page(cur, snap, prep, _line_sql(prep, fmt, neutralise))
-        total = self._total(cur, prep, table.num_rows, next_cursor)
+        with self._reading(snap):
+            table, next_cursor = self._page(cur, snap, prep, _line_sql(prep, fmt, neutralise))
+            total = self._total(cur, prep, table.num_rows, next_cursor)
         batches = table.select(["line"]).to_batches()
         if fmt == "csv":
             chunks = textrows.encode_csv_lines(iter(batches), prep.columns, bom=bom)
@@ -233,8 +236,9 @@ class Engine:
 
     def count(self, spec: QuerySpec | None = None, *, version: int | None = None,
               as_of: date | datetime | None = None) -> int:
-        _, prep = self._prepare(spec or QuerySpec(), version, as_of, page=True)
-        return self._scalar(self._cursor(), prep.count())
+        snap, prep = self._prepare(spec or QuerySpec(), version, as_of, page=True)
+        with self._reading(snap):
+            return self._scalar(self._cursor(), prep.count())
 
     def stream(self, spec: QuerySpec | None = None, *, version: int | None = None,
                as_of: date | datetime | None = None, batch_rows: int = BATCH_ROWS) -> Stream:
@@ -247,8 +251,10 @@ class Engine:
         """A stream of the rows, or of their text `lines` ("csv", "json", "ndjson")."""
         snap, prep = self._prepare(spec, version, as_of, page=False)
         select = None if lines is None else _line_sql(prep, lines, neutralise) + " AS line"
-        reader, close = open_stream(self._con, prep, select, batch_rows=batch_rows,
-                                    workers=self.threads)
+        with self._reading(snap):
+            reader, close = open_stream(self._con, prep, select, batch_rows=batch_rows,
+                                        workers=self.threads)
+        reader = pa.RecordBatchReader.from_batches(reader.schema, self._guarded(snap, reader))
         return Stream(snap.version, prep.table, prep.columns, reader, snap.fallback, close)
 
     def export(self, spec: QuerySpec, fmt: str, *, version: int | None = None,
@@ -289,14 +295,16 @@ class Engine:
             raise BadValue("top", top, f"must be between 1 and {MAX_FACET_TOP}")
         snap, prep = self._prepare(spec, version, as_of, page=True)
         cur = self._cursor()
-        total = self._scalar(cur, prep.count())
+        with self._reading(snap):
+            total = self._scalar(cur, prep.count())
         out = []
         for column in columns:
             name = prep.schema.column(column).name
             if prep.schema.column(column).kind in ("list", "other"):
                 raise BadValue("facets", column, "cannot count values of a list column")
             st = prep.facet(name, top)
-            t = cur.sql(st.sql, params=st.params).to_arrow_table()
+            with self._reading(snap):
+                t = cur.sql(st.sql, params=st.params).to_arrow_table()
             values = tuple(FacetValue(v, n) for v, n in zip(
                 t.column("value").to_pylist(), t.column("n").to_pylist(), strict=True))
             out.append(Facet(name, values, total - sum(v.count for v in values)))
@@ -312,9 +320,11 @@ class Engine:
                                   limit=limit, offset=offset)
 
     def sql(self, text: str, *, limit: int = 10_000, timeout_s: float = 30.0,
-            version: int | None = None, as_of: date | datetime | None = None) -> SqlResult:
+            max_bytes: int = analyst.DEFAULT_SQL_MAX_BYTES, version: int | None = None,
+            as_of: date | datetime | None = None) -> SqlResult:
         """Run one read-only statement (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE) over the views
-        features, changes, runs, daily_counts, name_map, mcc_mnc_map of a version.
+        features, changes, runs, daily_counts, name_map, mcc_mnc_map of a version. Reading
+        stops before the rows kept pass `max_bytes` of Arrow data (`SqlResult.over_bytes`).
 
         Raises:
             SqlRejected: not one read-only statement, or DuckDB refused it (e.g. a file outside
@@ -323,7 +333,7 @@ class Engine:
         snap = self.snapshot(version, as_of)
         schema = self._ensure_views(snap)
         return analyst.run_sql(self._con, schema, snap.version, text, limit=limit,
-                               timeout_s=timeout_s)
+                               timeout_s=timeout_s, max_bytes=max_bytes)
 
     def write_catalog(self, path: Path, *, version: int | None = None) -> Path:
         """A DuckDB database file with views over a version's files (for DBeaver, Jupyter)."""
@@ -331,6 +341,30 @@ class Engine:
         return analyst.write_catalog(Path(path), snap, self._view_sources(snap))
 
     # -- internals ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self, snap: Snapshot) -> Generator[None, None, None]:
+        """Around a read of `snap`'s files. Damaged Parquet fails in many ways (DuckDB IO,
+        invalid input or thrift errors, even bad UTF-8 or dates on the way to Python), so any
+        error but the query room's own makes the resolver check the version again: damaged,
+        it raises `SnapshotReadError` (and "current" falls back from now on); intact, the
+        error is re-raised as it was (it has another cause)."""
+        try:
+            yield
+        except QueryError:
+            raise
+        except Exception as exc:
+            problems = self.resolver.read_failed(snap.version, exc)
+            if problems:
+                raise SnapshotReadError(snap.version, problems) from exc
+            raise
+
+    def _guarded(self, snap: Snapshot, reader: pa.RecordBatchReader
+                 ) -> Iterator[pa.RecordBatch]:
+        """A stream's batches; an error mid-stream (too late for another answer) still has the
+        version checked again, so the next request does not read the damage."""
+        with self._reading(snap):
+            yield from reader
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
@@ -359,7 +393,8 @@ class Engine:
         else:
             snap = self.snapshot(version, as_of)
         files = snap.files(spec.table, spec.feature_group)
-        schema = self._schema(snap, spec.table)
+        with self._reading(snap):
+            schema = self._schema(snap, spec.table)
         return snap, prepare(spec, version=snap.version, files=files, schema=schema,
                              cursor=state, page=page)
 

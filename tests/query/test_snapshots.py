@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from lake.health import current_good_version
 from lake.layout import Layout
 from query import CorruptSnapshot, Engine, NoSnapshot, QuerySpec, UnknownVersion
+from query.snapshot import NoGoodVersion, SnapshotEvent, SnapshotReadError
 from tests.query.conftest import FEATURES_V1, features_v2, write_version
 
 
@@ -170,3 +172,137 @@ def test_a_key_value_folder_above_the_snapshots_adds_no_column(
     write_version(root, 2, features_v2())
     changed = engine.diff(1, 2).rows.to_pylist()[-1]
     assert "env" not in json.loads(changed["before_json"])
+
+
+# -- damage after a version was verified, and a missing pointer (issue 11, section 4) --------
+
+def _truncate(part: Path) -> None:
+    part.write_bytes(part.read_bytes()[:-100])
+
+
+def _flip(part: Path) -> None:
+    """One byte inside a value: same size, and DuckDB still reads the file (wrong data)."""
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    part.write_bytes(bytes(data))
+
+
+def _events(engine: Engine) -> list[SnapshotEvent]:
+    seen: list[SnapshotEvent] = []
+    engine.resolver.listener = seen.append
+    return seen
+
+
+def test_a_read_error_on_a_verified_current_version_rechecks_it_and_falls_back(
+        root: Path, open_engine: Callable[..., Engine]) -> None:
+    """Regression: a file truncated under a running reader failed every query of its group
+    (the checks ran once per version), instead of falling back."""
+    write_version(root, 1, FEATURES_V1)
+    vdir = write_version(root, 2, features_v2())
+    engine = open_engine(root)
+    events = _events(engine)
+    assert engine.query(QuerySpec(feature_group="volte")).version == 2  # v2 verified, in use
+    _truncate(vdir / "features" / "feature_group=volte" / "part-0.parquet")
+    with pytest.raises(SnapshotReadError) as info:
+        engine.query(QuerySpec(feature_group="volte"), version=2)
+    assert info.value.version == 2 and "bytes, manifest says" in info.value.problems[0]
+    r = engine.query(QuerySpec(feature_group="volte"))
+    assert (r.version, r.total) == (1, 4) and r.fallback is not None
+    assert (r.fallback.requested, r.fallback.used) == (2, 1)
+    assert [(e.kind, e.version) for e in events] == [("fallback", 1)]
+
+
+def test_a_read_error_on_an_intact_version_is_raised_as_it_was_and_rechecks_once(
+        root: Path, open_engine: Callable[..., Engine]) -> None:
+    vdir = write_version(root, 1, FEATURES_V1)
+    engine = open_engine(root)
+    resolver = engine.resolver
+    assert resolver.read_failed(1, OSError("not damage")) == ()  # checked again: intact
+    _truncate(vdir / "features" / "feature_group=volte" / "part-0.parquet")
+    # Within reverify_gap_s of that check another failing read does not hash it again (a
+    # query failing for another reason must not cost a full check per request) ...
+    assert resolver.read_failed(1, OSError("not damage")) == ()
+    assert engine.snapshot().fallback is None
+    resolver.reverify_gap_s = 0  # ... after it, it does
+    problems = resolver.read_failed(1, OSError("damage"))
+    assert len(problems) == 1 and "bytes, manifest says" in problems[0]
+    assert resolver.problems(1) == problems
+    with pytest.raises(NoGoodVersion):
+        engine.snapshot()
+
+
+def test_the_periodic_recheck_finds_a_changed_byte_that_reads_without_error(
+        root: Path, open_engine: Callable[..., Engine]) -> None:
+    write_version(root, 1, FEATURES_V1)
+    vdir = write_version(root, 2, features_v2())
+    engine = open_engine(root)
+    events = _events(engine)
+    assert engine.query(QuerySpec()).version == 2
+    part = vdir / "features" / "feature_group=esim" / "part-0.parquet"
+    original = part.read_bytes()
+    _flip(part)
+    assert engine.query(QuerySpec()).version == 2  # nothing fails: only a check can tell
+    assert engine.resolver.reverify() == {
+        2: ("features/feature_group=esim/part-0.parquet: checksum mismatch",)}
+    r = engine.query(QuerySpec())
+    assert r.version == 1 and r.fallback is not None and "checksum mismatch" in r.fallback.message
+    part.write_bytes(original)  # repaired in place: the next check serves v2 again
+    assert engine.resolver.reverify() == {1: (), 2: ()}
+    assert engine.query(QuerySpec()).fallback is None
+    assert [(e.kind, e.version) for e in events] == [("fallback", 1), ("normal", 2)]
+
+
+def test_a_missing_pointer_serves_the_newest_good_version_and_says_so(
+        root: Path, open_engine: Callable[..., Engine]) -> None:
+    """Regression: a missing CURRENT.json (versions on disk) answered "no snapshot has been
+    published yet" while lake.health already fell back to the newest good version."""
+    write_version(root, 1, FEATURES_V1)
+    write_version(root, 2, features_v2())
+    write_version(root, 3, features_v2(), point=False)
+    _damage(root / "versions" / "v000003", "flip")
+    (root / "CURRENT.json").unlink()
+    engine = open_engine(root)
+    events = _events(engine)
+    r = engine.query(QuerySpec())
+    assert r.version == 2 and r.fallback is not None and r.fallback.requested is None
+    assert r.fallback.message == "CURRENT.json is missing; serving v000002"
+    assert [(e.kind, e.version) for e in events] == [("fallback", 2)]
+    assert current_good_version(Layout(root))[0] == 2  # readers and health agree
+    Layout(root).write_pointer(2)  # put back: normal again, no restart
+    assert engine.query(QuerySpec()).fallback is None
+
+
+def test_an_unreadable_pointer_serves_the_newest_good_version(
+        root: Path, open_engine: Callable[..., Engine]) -> None:
+    write_version(root, 1, FEATURES_V1)
+    (root / "CURRENT.json").write_text("{half", encoding="utf-8")
+    r = open_engine(root).query(QuerySpec())
+    assert r.version == 1 and r.fallback is not None and "unreadable" in r.fallback.message
+
+
+def test_every_version_damaged_is_not_nothing_published(root: Path,
+                                                        open_engine: Callable[..., Engine]
+                                                        ) -> None:
+    write_version(root, 1, FEATURES_V1)
+    _damage(root / "versions" / "v000001", "flip")
+    (root / "CURRENT.json").unlink()
+    with pytest.raises(NoGoodVersion):
+        open_engine(root).query(QuerySpec())
+    (root / "versions" / "v000001" / "manifest.json").unlink()  # no published version left
+    with pytest.raises(NoSnapshot) as info:
+        open_engine(root).query(QuerySpec())
+    assert not isinstance(info.value, NoGoodVersion)
+
+
+def test_an_ordinary_publish_is_not_an_event_but_recovery_is(tmp_path):
+    """Regression: every new version was announced as "serving vN again" (and alerted)."""
+    from query.snapshot import Fallback, Resolver
+    events = []
+    r = Resolver(tmp_path, listener=events.append)
+    r._note(1, None, "")
+    r._note(2, None, "")  # a new version published
+    r._note(3, None, "")
+    assert events == []
+    r._note(2, Fallback(3, 2, ("damaged",)), "")
+    r._note(4, None, "")  # a good version again after the fallback
+    assert [e.kind for e in events] == ["fallback", "normal"]
