@@ -70,6 +70,8 @@ def _print_result(res: Any, fmt: str) -> None:
         return
     render.rows_table(list(res.columns), rows)
     note = " (truncated at the row limit)" if res.truncated else ""
+    if res.over_bytes:
+        note = " (stopped at the size limit; more rows exist)"
     render.out(f"{len(rows):,} rows from v{res.version:06d} in {res.elapsed_s:.3f} s{note}")
 
 

@@ -28,6 +28,8 @@ OPS_DEFAULTS: dict[str, Any] = {
     "nginx_reload": False,
     "nginx_allow_loopback": True,
     "nginx_dev_rate_per_minute": 60,
+    "nginx_conn_per_address": 50,
+    "nginx_client_timeout_s": 10,
     "backup_dir": None,  # None: <data_dir>/backups
     "backup_keep_days": 14,
     "backup_keep_count": 7,

@@ -14,6 +14,13 @@ path                who               upstream
 The client address is forwarded as ``X-Forwarded-For: $remote_addr`` (overwritten, never
 appended, so a client cannot smuggle an address in), and the API trusts that header only from
 127.0.0.1 (``api_trusted_proxy``), so both Nginx and the API apply the same allow list.
+
+Slow and greedy clients are Nginx's to stop, not the API's (450 slow partial requests from one
+address made a directly exposed API unreachable for everyone): a client gets
+``nginx_client_timeout_s`` to send its request headers (the whole header, not per byte), as
+long between two reads of its body and between two writes of the answer, and one address
+holds at most ``nginx_conn_per_address`` requests at a time (more get 429). Nginx buffers a
+request until it is complete, so a slow client never reaches the API.
 Writing, checking and reloading live in `ops.nginx_run`.
 """
 
@@ -38,6 +45,8 @@ UI_READ_TIMEOUT_S = 86_400
 #: Full exports (CSV/xlsx of every feature) can take minutes to stream.
 API_READ_TIMEOUT_S = 300
 DEV_BURST = 20
+#: Nginx's shared memory for the per-address counters (~16,000 addresses per MB).
+ZONE_SIZE = "10m"
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "SAMEORIGIN"),
@@ -73,6 +82,8 @@ class ProxyConfig:
     ui_port: int = 8501
     allow_loopback: bool = True
     dev_rate_per_minute: int = 60
+    conn_per_address: int = 50
+    client_timeout_s: int = 10
 
     @staticmethod
     def from_settings(settings: Settings) -> ProxyConfig:
@@ -95,6 +106,8 @@ class ProxyConfig:
             ui_host=str(ops_setting(settings, "ui_host")), ui_port=num("ui_port"),
             allow_loopback=bool(ops_setting(settings, "nginx_allow_loopback")),
             dev_rate_per_minute=num("nginx_dev_rate_per_minute"),
+            conn_per_address=num("nginx_conn_per_address"),
+            client_timeout_s=num("nginx_client_timeout_s"),
         )
         cfg.validate()
         return cfg
@@ -113,9 +126,12 @@ class ProxyConfig:
         if not _SERVER_NAME_RE.match(self.server_name):
             raise ConfigError(f"nginx_server_name must be host names separated by single "
                               f"spaces (or _), got {self.server_name!r}")
-        if not 1 <= self.dev_rate_per_minute <= 100_000:
-            raise ConfigError("nginx_dev_rate_per_minute must be 1-100000, got "
-                              f"{self.dev_rate_per_minute}")
+        for name, value, high in (
+                ("nginx_dev_rate_per_minute", self.dev_rate_per_minute, 100_000),
+                ("nginx_conn_per_address", self.conn_per_address, 100_000),
+                ("nginx_client_timeout_s", self.client_timeout_s, 3600)):
+            if not 1 <= value <= high:
+                raise ConfigError(f"{name} must be 1-{high}, got {value}")
 
 
 def _address(name: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -188,7 +204,9 @@ def render(entries: Sequence[AllowEntry], cfg: ProxyConfig, *, schema: str = "fm
         "# Do not edit: it is rewritten whenever the allow list changes. Include it inside the",
         "# http { } block of nginx.conf (deploy/nginx/nginx.conf does).",
         "",
-        f"limit_req_zone $binary_remote_addr zone=fmw_dev:10m rate={cfg.dev_rate_per_minute}r/m;",
+        f"limit_req_zone $binary_remote_addr zone=fmw_dev:{ZONE_SIZE} "
+        f"rate={cfg.dev_rate_per_minute}r/m;",
+        f"limit_conn_zone $binary_remote_addr zone=fmw_conn:{ZONE_SIZE};",
         "",
         "upstream fmw_api {",
         f"{i1}server {_hostport(cfg.api_host, cfg.api_port)};",
@@ -205,6 +223,16 @@ def render(entries: Sequence[AllowEntry], cfg: ProxyConfig, *, schema: str = "fm
         f"{i1}server_tokens off;",
         f"{i1}client_max_body_size 1m;",
         f"{i1}proxy_hide_header X-Powered-By;",
+        "",
+        f"{i1}# Slow or greedy clients: a whole request header within the timeout, no longer a",
+        f"{i1}# pause in a body or in reading an answer, and a bounded number of requests at a",
+        f"{i1}# time per address (users behind one NAT share it: see nginx_conn_per_address).",
+        f"{i1}client_header_timeout {cfg.client_timeout_s}s;",
+        f"{i1}client_body_timeout {cfg.client_timeout_s}s;",
+        f"{i1}send_timeout {cfg.client_timeout_s}s;",
+        f"{i1}reset_timedout_connection on;",
+        f"{i1}limit_conn fmw_conn {cfg.conn_per_address};",
+        f"{i1}limit_conn_status 429;",
         "",
     ]
     out += [f'{i1}add_header {name} "{value}" always;' for name, value in SECURITY_HEADERS]

@@ -124,6 +124,7 @@ class SqlResult:
     rows: pa.Table
     truncated: bool  # more rows than the limit existed
     elapsed_s: float
+    over_bytes: bool = False  # reading stopped at the byte cap: more rows (or larger) existed
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ UI_SETTINGS: dict[str, tuple[Any, str]] = {
     "ui_stale_hours": (26.0, "FMW_UI_STALE_HOURS"),
     "ui_sql_max_rows": (10_000, "FMW_UI_SQL_MAX_ROWS"),
     "ui_sql_timeout_s": (30.0, "FMW_UI_SQL_TIMEOUT_S"),
+    "ui_sql_max_bytes": (67_108_864, "FMW_UI_SQL_MAX_BYTES"),
     "ui_api_url": (None, "FMW_UI_API_URL"),
     "ui_page_size": (100, "FMW_UI_PAGE_SIZE"),
     "ui_usage_flush_s": (60.0, "FMW_UI_USAGE_FLUSH_S"),
@@ -61,6 +62,7 @@ class UiConfig:
     stale_hours: float = 26.0
     sql_max_rows: int = 10_000
     sql_timeout_s: float = 30.0
+    sql_max_bytes: int = 67_108_864
     api_url: str = "http://127.0.0.1:8000"
     page_size: int = 100
     usage_flush_s: float = 60.0
@@ -120,6 +122,7 @@ def ui_config(settings: Settings, *, host: str | None = None, port: int | None =
         stale_hours=number("ui_stale_hours", float, 0.01, 24 * 366),
         sql_max_rows=number("ui_sql_max_rows", int, 1, 1_000_000),
         sql_timeout_s=number("ui_sql_timeout_s", float, 0.1, 600),
+        sql_max_bytes=number("ui_sql_max_bytes", int, 65_536, 1_073_741_824),
         api_url=str(api_url).rstrip("/"),
         page_size=number("ui_page_size", int, 1, 10_000),
         usage_flush_s=number("ui_usage_flush_s", float, 0, 86_400),

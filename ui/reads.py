@@ -139,8 +139,15 @@ def schema_names(engine: Engine, version: int, table: str = "features") -> tuple
 
 
 def export_bytes(engine: Engine, version: int, spec: QuerySpec, fmt: str) -> bytes:
-    """Every row of `spec` (no page) encoded as `fmt`; CSV with a BOM so Excel reads UTF-8."""
-    export = engine.export(spec, fmt, version=version, bom=(fmt == "csv"))
+    """Every row of `spec` (no page) encoded as `fmt`, for a person opening it in Excel.
+
+    CSV has a BOM so Excel reads UTF-8, and text starting with = + - @ TAB or CR gets a leading
+    ``'`` (OWASP CSV injection): Excel would otherwise run it as a formula. XLSX keeps the text
+    unchanged, as it stores every text as an inline string, which Excel never evaluates (an
+    apostrophe there would show). The API keeps its output raw unless ``neutralise=1``.
+    """
+    export = engine.export(spec, fmt, version=version, bom=(fmt == "csv"),
+                           neutralise=(fmt == "csv"))
     return b"".join(export.chunks)
 
 

@@ -1,5 +1,5 @@
 """SQL (analysts): one read-only DuckDB statement over the current snapshot's views, with a row
-limit and a time limit; the result downloadable.
+limit, a size limit and a time limit; the result downloadable.
 
 The query layer runs it: it accepts only a single SELECT-like statement, its DuckDB cannot read
 files outside the snapshots folder nor change its configuration, and a timer interrupts it at
@@ -23,9 +23,16 @@ RESULT = "sql_result"
 
 
 def encoded(table: pa.Table, fmt: str) -> bytes:
-    """The result table as a download (CSV with a BOM for Excel)."""
+    """The result table as a download, for Excel: CSV with a BOM and formula-like text
+    neutralised (see `ui.reads.export_bytes`); XLSX text is stored as text, never formulas."""
     reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
-    return b"".join(encode(reader, fmt, bom=(fmt == "csv"), json_columns=JSON_COLUMNS))
+    return b"".join(encode(reader, fmt, bom=(fmt == "csv"), neutralise=(fmt == "csv"),
+                           json_columns=JSON_COLUMNS))
+
+
+def size_text(n: int) -> str:
+    """67108864 -> "64 MB" (binary megabytes, as the setting is usually a power of two)."""
+    return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{n / 2**10:,.0f} KB"
 
 
 def tables(c: Ctx, version: int) -> list[str]:
@@ -43,7 +50,8 @@ def _schema_help(c: Ctx, version: int) -> None:
 
 def run(c: Ctx, text: str, limit: int, timeout_s: float) -> None:
     try:
-        result = c.engine.sql(text, limit=limit, timeout_s=timeout_s)
+        result = c.engine.sql(text, limit=limit, timeout_s=timeout_s,
+                              max_bytes=c.ui.sql_max_bytes)
     except Exception as exc:  # noqa: BLE001 - SqlRejected, QueryTimeout, ... as a sentence
         st.session_state.pop(RESULT, None)
         show_error(exc, "The query", "was not run")
@@ -58,7 +66,8 @@ def page() -> None:
     if version is None:
         return
     st.caption(f"Read-only DuckDB SQL over snapshot v{version:06d}: one SELECT (or WITH, "
-               "DESCRIBE, SHOW, SUMMARIZE); tables: " + ", ".join(tables(c, version)) + ".")
+               "DESCRIBE, SHOW, SUMMARIZE); tables: " + ", ".join(tables(c, version)) + "; "
+               f"at most {size_text(c.ui.sql_max_bytes)} of results.")
     _schema_help(c, version)
     max_rows, max_time = c.ui.sql_max_rows, c.ui.sql_timeout_s
     with st.form("sql_form", border=False):
@@ -79,6 +88,9 @@ def page() -> None:
            f"snapshot v{result.version:06d}"
     if result.truncated:
         note += f" · stopped at the row limit ({result.rows.num_rows:,}); more rows exist"
+    if result.over_bytes:
+        note += f" · stopped at the size limit ({size_text(c.ui.sql_max_bytes)}); " + (
+            "more rows exist" if result.rows.num_rows else "the first row alone is larger")
     st.caption(note)
     st.dataframe(arrow_for_display(result.rows), hide_index=True, width="stretch", height=360)
     cols = st.columns([1, 1, 1, 5])

@@ -106,10 +106,30 @@ def test_rendering_is_deterministic():
     ("server_name", "a\nb", "nginx_server_name"),
     ("api_host", "10.0.0.1; evil", "api_host"),
     ("dev_rate_per_minute", 0, "nginx_dev_rate_per_minute"),
+    ("conn_per_address", 0, "nginx_conn_per_address"),
+    ("client_timeout_s", 0, "nginx_client_timeout_s"),
+    ("client_timeout_s", 7200, "nginx_client_timeout_s"),
 ])
 def test_settings_nginx_would_misread_are_refused(field, value, message):
     with pytest.raises(ConfigError, match=message):
         render(ENTRIES, ProxyConfig(**{field: value}))
+
+
+def test_slow_and_greedy_clients_are_bounded_for_every_path(make_settings):
+    """Issue 11 §5: connections per address and the client's read/write time (the defaults,
+    then settings); server-wide, so every location inherits them."""
+    text = render(ENTRIES, ProxyConfig.from_settings(make_settings()))
+    assert "limit_conn_zone $binary_remote_addr zone=fmw_conn:10m;" in text.split("server {")[0]
+    server = text.split("server {", 1)[1].split("    location")[0]
+    for line in ("limit_conn fmw_conn 50;", "limit_conn_status 429;",
+                 "client_header_timeout 10s;", "client_body_timeout 10s;", "send_timeout 10s;",
+                 "reset_timedout_connection on;"):
+        assert f"\n    {line}\n" in server, line
+    cfg = ProxyConfig.from_settings(with_values(make_settings(), nginx_conn_per_address=120,
+                                                nginx_client_timeout_s=30))
+    text = render(ENTRIES, cfg)
+    assert "limit_conn fmw_conn 120;" in text and "client_header_timeout 30s;" in text
+    assert "limit_conn " not in "".join(re.findall(r"location [^{]*\{[^}]*\}", text))
 
 
 def test_settings_are_read_with_their_defaults(make_settings):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from query import BadValue, Engine, QueryTimeout, SqlRejected
+from query import BadValue, Engine, QueryTimeout, SqlRejected, analyst
 
 
 @pytest.mark.parametrize(("sql", "rows"), [
@@ -107,6 +109,68 @@ def test_row_limit(engine: Engine) -> None:
     assert r.rows.num_rows == 7 and not r.truncated
 
 
+def test_the_default_byte_cap_stops_a_result_of_huge_values(engine: Engine) -> None:
+    """Issue 11 §5: 15 rows of `repeat('x', 100000000)` took the explorer's process to 1.8 GB
+    although DuckDB's memory limit is 1 GB; here 100 rows of 1 MB against the 64 MB default."""
+    r = engine.sql("SELECT repeat('x', 1000000) AS s FROM range(100)", limit=1000)
+    rows, size = r.rows.num_rows, r.rows.nbytes  # not the table: its repr is 64 MB
+    assert r.over_bytes and not r.truncated
+    assert rows == 67  # 64 MiB of 1 MB values (and their offsets)
+    assert size <= analyst.DEFAULT_SQL_MAX_BYTES
+
+
+@pytest.mark.parametrize(("sql", "rows", "over"), [
+    ("SELECT repeat('x', 100000) AS s, 1 AS n FROM range(1000)", 9, True),
+    ("SELECT repeat('x', 2000000) AS s, 1 AS n", 0, True),  # the first row alone is too big
+    ("SELECT 'x' AS s, range AS n FROM range(5000)", 5000, False),
+])
+def test_reading_stops_at_the_byte_cap_and_says_so(engine: Engine, sql: str, rows: int,
+                                                    over: bool) -> None:
+    r = engine.sql(sql, limit=10_000, max_bytes=1_000_000)
+    assert (r.rows.num_rows, r.over_bytes, r.truncated) == (rows, over, False)
+    assert r.rows.nbytes <= 1_000_000 and r.columns == ("s", "n") == tuple(r.rows.schema.names)
+
+
+def test_the_row_limit_still_applies_under_the_byte_cap(engine: Engine) -> None:
+    r = engine.sql("SELECT range AS n FROM range(1000)", limit=10, max_bytes=10_000_000)
+    assert r.rows.column("n").to_pylist() == list(range(10)) and r.truncated
+    assert not r.over_bytes
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from tests.query.conftest import FEATURES_V1, make_settings, write_version
+from query import Engine
+tmp = Path(sys.argv[1]); root = tmp / "snapshots"; root.mkdir()
+write_version(root, 1, FEATURES_V1)
+engine = Engine(make_settings(tmp, root))
+engine.sql("SELECT 1")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+r = engine.sql("SELECT repeat('x', 10000) AS s FROM range(40000)", limit=100_000,
+               max_bytes=16 * 2**20)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(r.rows.num_rows, (after - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="ru_maxrss is POSIX")
+def test_the_whole_result_is_never_read_into_memory_first(tmp_path: Path) -> None:
+    """400 MB of results under a 16 MB cap: the process grows by far less than the result."""
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(tmp_path)], check=True,
+                         capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    rows, grown_mb = int(out[0]), int(out[1])
+    assert rows < 1700 and grown_mb < 200, (rows, grown_mb)
+
+
+def test_an_error_met_while_reading_is_a_rejected_query(engine: Engine) -> None:
+    with pytest.raises(SqlRejected) as info:
+        engine.sql("SELECT CAST(CASE WHEN range > 50000 THEN 'x' ELSE '1' END AS INT) AS n "
+                   "FROM range(100000)", limit=1_000_000)
+    assert "Conversion Error" in str(info.value)
+
+
 def test_time_limit_interrupts_the_query(engine: Engine) -> None:
     start = __import__("time").perf_counter()
     with pytest.raises(QueryTimeout) as info:
@@ -118,6 +182,7 @@ def test_time_limit_interrupts_the_query(engine: Engine) -> None:
 
 @pytest.mark.parametrize(("kw", "field"), [
     ({"limit": 0}, "limit"), ({"timeout_s": 0}, "timeout_s"), ({"timeout_s": 3600}, "timeout_s"),
+    ({"max_bytes": 1000}, "max_bytes"), ({"max_bytes": 2**31}, "max_bytes"),
 ])
 def test_limits_are_bounded(engine: Engine, kw: dict, field: str) -> None:
     with pytest.raises(BadValue) as info:

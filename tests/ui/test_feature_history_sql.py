@@ -162,6 +162,22 @@ def test_sql_refuses_anything_but_one_read_only_query(ui_env: UiEnv, text, messa
     assert not at.dataframe
 
 
+@pytest.mark.parametrize(("text", "rows", "note"), [
+    ("SELECT repeat('x', 100000) AS s FROM range(1000)", 10, "more rows exist"),
+    ("SELECT repeat('x', 2000000) AS s", 0, "the first row alone is larger"),
+])
+def test_sql_stops_at_the_size_limit_and_says_so(ui_env: UiEnv, text, rows, note):
+    """Issue 11 §5: one query's huge result drove the shared explorer process to 1.8 GB."""
+    context.use(ui_env.settings, dataclasses.replace(ui_config(ui_env.settings),
+                                                     sql_max_bytes=2**20))
+    at = page_app("sql").run()
+    sql(at, text)
+    assert not errors(at), errors(at)
+    assert len(at.dataframe[0].value) == rows
+    assert any(f"stopped at the size limit (1 MB); {note}" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+
+
 def test_sql_has_a_time_limit(ui_env: UiEnv):
     context.use(ui_env.settings, dataclasses.replace(ui_config(ui_env.settings),
                                                      sql_timeout_s=0.5))
