@@ -15,8 +15,9 @@ from typing import Any
 
 import falcon
 
-from api.errors import Problem
+from api.errors import Problem, serialize
 from api.services import Services, api_setting
+from fmw import relay
 from ledger.audit import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -37,22 +38,58 @@ def bearer_token(req: falcon.Request) -> str | None:
     return token.strip()
 
 
+#: Methods that change something: their audit row is written before they run.
+MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _control_chars(text: str) -> bool:
+    return any(ord(c) < 32 and c != "\t" or c == "\x7f" for c in text)
+
+
+def _target(req: falcon.Request) -> str:
+    """The path and query a relaying explorer signed (see fmw.relay)."""
+    return req.path + ("?" + req.query_string if req.query_string else "")
+
+
 class Guard:
-    """Refuses what must not reach a resource; order: size, rate, address, key."""
+    """Refuses what must not reach a resource; order: size, relay, rate, address, key; then,
+    for a dev call that changes something, its audit row before it runs."""
 
     def __init__(self, services: Services) -> None:
         self.svc = services
         self.max_body = int(api_setting(services.settings, "api_max_body_bytes"))
         self.max_query = int(api_setting(services.settings, "api_max_query_chars"))
 
+    def _relay(self, req: falcon.Request) -> None:
+        """The person's address when the explorer relays the call (fmw.relay)."""
+        on_behalf = req.get_header(relay.ON_BEHALF_OF)
+        signature = req.get_header(relay.SIGNATURE)
+        if on_behalf is None and signature is None:
+            return
+        ctx = req.context
+        try:
+            found = relay.verify(self.svc.relay_key(), ctx.client, on_behalf or "",
+                                 signature or "", req.method, _target(req))
+        except relay.RelayRefused as exc:
+            raise Problem(403, "Forbidden", f"relayed call refused: {exc}",
+                          kind="relay-refused") from None
+        ctx.client, ctx.via = found.client, found.via
+
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx = req.context
         ctx.started = time.perf_counter()
         ctx.client = req.remote_addr or ""
+        ctx.via = None
         ctx.key_id = None
         ctx.dev = is_dev(req.path)
         ctx.audit = ctx.dev
         self.svc.allow_list.maybe_refresh()
+        if ctx.dev and (_control_chars(req.path) or _control_chars(req.query_string or "")
+                        or any(_control_chars(f"{k}={v}") for k, v in req.params.items())):
+            # what cannot be written to the audit log exactly must not happen at all
+            raise Problem(400, "Bad Request", "control characters (NUL, CR, LF, ...) are not "
+                          "accepted in dev API paths and parameters", kind="bad-request")
+        self._relay(req)
         if req.content_length is not None and req.content_length > self.max_body:
             raise Problem(413, "Content Too Large", f"request bodies are limited to "
                           f"{self.max_body} bytes", kind="too-large", limit=self.max_body)
@@ -70,6 +107,9 @@ class Guard:
         role = self.svc.allow_list.role(ctx.client)
         ctx.role = role
         if role is None:
+            # one line per refusal, the path escaped by the log formatter (fmw.logs)
+            log.warning("refused %s %s %s: address not on the allow list", ctx.client,
+                        req.method, req.path[:AUDIT_TEXT_MAX])
             raise Problem(403, "Forbidden", f"address {ctx.client} is not on the allow list",
                           kind="address-not-allowed", client=ctx.client)
         if ctx.dev:
@@ -85,6 +125,35 @@ class Guard:
                               "create NAME`)", kind="api-key",
                               headers={"WWW-Authenticate": 'Bearer realm="fmw-dev"'})
             ctx.key_id = key.id
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         params: dict[str, Any]) -> None:
+        """A dev call that changes something is audited before it runs: if its row cannot be
+        written, it does not run (503)."""
+        ctx = req.context
+        if not (ctx.dev and req.method in MUTATING and resource is not None
+                and hasattr(resource, f"on_{req.method.lower()}")):
+            return
+        try:
+            ctx.intent_seq = self.svc.gateway.audit(entry_for(req, 0, "begin"))
+        except Exception as exc:
+            ctx.audit = False  # the outcome row would fail the same way
+            log.error("dev call %s %s refused: its audit row could not be written: %s",
+                      req.method, req.path, exc)
+            raise Problem(503, "Audit Unavailable", "this call was not carried out because "
+                          "its audit record could not be written; retry when the ledger "
+                          "database is back", kind="audit-unavailable",
+                          headers={"Retry-After": "30"}) from None
+
+
+def entry_for(req: falcon.Request, status: int, detail: str | None) -> AuditEntry:
+    ctx = req.context
+    via = getattr(ctx, "via", None)
+    if via:
+        detail = f"via explorer {via}" + (f"; {detail}" if detail else "")
+    return AuditEntry(client=ctx.client, method=req.method, path=req.path[:AUDIT_TEXT_MAX],
+                      query=(req.query_string or "")[:AUDIT_TEXT_MAX], status=status,
+                      key_id=getattr(ctx, "key_id", None), detail=detail)
 
 
 class Observe:
@@ -107,16 +176,29 @@ class Observe:
             except Exception:  # nothing published yet: say so rather than omit the header
                 resp.set_header("X-Snapshot-Version", "none")
         if getattr(ctx, "audit", False):
-            self._audit(req, status)
+            self._audit(req, resp, status)
 
-    def _audit(self, req: falcon.Request, status: int) -> None:
+    def _audit(self, req: falcon.Request, resp: falcon.Response, status: int) -> None:
+        """The outcome row of a dev call. When it cannot be written, a read is answered 503
+        (its data is not handed out unaudited); a change already has its "begin" row, keeps
+        its real status (a retry could apply it twice) and says so in a header."""
         ctx = req.context
-        entry = AuditEntry(client=ctx.client, method=req.method,
-                           path=req.path[:AUDIT_TEXT_MAX],
-                           query=(req.query_string or "")[:AUDIT_TEXT_MAX], status=status,
-                           key_id=ctx.key_id, detail=getattr(ctx, "audit_detail", None))
         try:
-            self.svc.gateway.audit(entry)
-        except Exception as exc:  # the database is down: the response already says 503
-            log.warning("audit row not written for %s %s (%s): %s", req.method, req.path,
-                        status, exc)
+            self.svc.gateway.audit(entry_for(req, status, getattr(ctx, "audit_detail", None)))
+            return
+        except Exception as exc:
+            log.error("audit row not written for %s %s (%s): %s", req.method, req.path,
+                      status, exc)
+        if status >= 400:  # already refused: nothing was handed out or changed
+            return
+        if getattr(ctx, "intent_seq", None) is not None:
+            resp.set_header("FMW-Audit", f"begin row {ctx.intent_seq} only; outcome not "
+                            "recorded")
+            return
+        problem = Problem(503, "Audit Unavailable", "the answer is withheld because its "
+                          "audit record could not be written; retry when the ledger database "
+                          "is back", kind="audit-unavailable", headers={"Retry-After": "30"})
+        resp.stream = None
+        resp.status = falcon.HTTP_503
+        resp.set_header("Retry-After", "30")
+        serialize(req, resp, problem)

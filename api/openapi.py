@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from query.encoders import CONTENT_TYPES, FORMATS
+from query.paging import MAX_CURSOR_CHARS
+from query.plan import MAX_OFFSET
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 _ERRORS_V1 = {"400": PROBLEM, "403": PROBLEM, "404": PROBLEM, "406": PROBLEM,
@@ -36,8 +38,9 @@ _V1_PARAMS = [
        "e.g. -updated_at,feature_name."),
     _q("limit", {"type": "integer", "minimum": 1, "maximum": 10000},
        "Page size (JSON default 100). Other formats stream every row unless given."),
-    _q("offset", {"type": "integer", "minimum": 0}, "Rows to skip."),
-    _q("cursor", {"type": "string"}, "Opaque cursor of the next page (from Link / meta.next)."),
+    _q("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}, "Rows to skip."),
+    _q("cursor", {"type": "string", "maxLength": MAX_CURSOR_CHARS},
+       "Opaque cursor of the next page (from Link / meta.next)."),
     _q("q", {"type": "string"}, "Free-text search in feature_name, value, notes, operator."),
     _q("bom", {"type": "boolean"}, "CSV: start with a UTF-8 BOM (for Excel)."),
     _q("neutralise", {"type": "boolean"}, "CSV/XLSX: prefix ' to cells a spreadsheet would "
@@ -58,7 +61,16 @@ _V1_HEADERS = {
 }
 
 
-def _v1_get(summary: str, grouped: bool) -> dict[str, Any]:
+def _next_page(op_id: str, grouped: bool) -> dict[str, Any]:
+    """The link a client (and schemathesis' stateful tests) follows to the next JSON page."""
+    parameters = {"cursor": "$response.body#/meta/cursor", "format": "json"}
+    if grouped:
+        parameters["feature_group"] = "$request.path.feature_group"
+    return {"NextPage": {"operationId": op_id, "parameters": parameters,
+                         "description": "The next page of the same query (JSON)."}}
+
+
+def _v1_get(summary: str, grouped: bool, op_id: str) -> dict[str, Any]:
     params = list(_V1_PARAMS)
     if grouped:
         params.insert(0, {"name": "feature_group", "in": "path", "required": True,
@@ -68,8 +80,10 @@ def _v1_get(summary: str, grouped: bool) -> dict[str, Any]:
     content = {ctype: {"schema": {"type": "string"}} for fmt, ctype in CONTENT_TYPES.items()
                if fmt != "json"}
     content[CONTENT_TYPES["json"]] = {"schema": {"$ref": "#/components/schemas/FeaturePage"}}
-    return {"summary": summary, "tags": ["v1"], "parameters": params, "responses": {
-        "200": {"description": "Features", "headers": _V1_HEADERS, "content": content},
+    return {"summary": summary, "operationId": op_id, "tags": ["v1"], "parameters": params,
+            "responses": {
+        "200": {"description": "Features", "headers": _V1_HEADERS, "content": content,
+                "links": _next_page(op_id, grouped)},
         "304": {"description": "Not modified (If-None-Match / If-Modified-Since)"},
         **_ERRORS_V1}}
 
@@ -102,32 +116,42 @@ def build_spec(groups: list[str] | None = None) -> dict[str, Any]:
     """The whole document; `groups` (current snapshot) are listed in the descriptions."""
     known = ", ".join(groups or []) or "(none published yet)"
     paths: dict[str, Any] = {
-        "/api/v1/features": {"get": _v1_get("Every feature", False)},
-        "/api/v1/all": {"get": _v1_get("Every feature (alias of /api/v1/features)", False)},
+        "/api/v1/features": {"get": _v1_get("Every feature", False, "listFeatures")},
+        "/api/v1/all": {"get": _v1_get("Every feature (alias of /api/v1/features)", False,
+                                       "listAll")},
         "/api/v1/features/{feature_group}": {
-            "get": _v1_get(f"Features of one group ({known})", True)},
+            "get": _v1_get(f"Features of one group ({known})", True, "listGroup")},
         "/api/v1/{feature_group}": {
-            "get": _v1_get("Features of one group (short form)", True)},
+            "get": _v1_get("Features of one group (short form)", True, "listGroupShort")},
         "/api/dev/sync/run": {"post": _dev(
             "Start a sync in the background", {
                 "202": {"description": "Started; Location is the run",
                         "headers": {"Location": {"schema": {"type": "string"}}},
-                        "content": _json()},
+                        "content": _json(), "links": {"TheRun": {
+                            "operationId": "getRun",
+                            "parameters": {"run_id": "$response.body#/run_id"}}}},
                 "409": PROBLEM})},
         "/api/dev/runs": {"get": _dev("Run history, newest first", params=[
             _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "How many (50).")])},
         "/api/dev/runs/summary": {"get": _dev("Totals from daily_counts for the Home cards", params=[
             _q("days", {"type": "string", "enum": ["1", "7", "14", "30"]}, "Window (7)."),
             _q("yesterday", {"type": "boolean"}, "End the window yesterday.")])},
-        "/api/dev/runs/{run_id}": {"get": _dev("One run with its quarantined rows", params=[
+        "/api/dev/runs/{run_id}": {"get": _dev("One run with its quarantined rows",
+                                               operationId="getRun", params=[
             {"name": "run_id", "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1}},
             _q("errors_limit", {"type": "integer", "minimum": 0, "maximum": 100000},
                "Quarantined rows to include (1000).")])},
-        "/api/dev/changes": {"get": _dev("Change history, oldest first (paged)",
-                                         params=_CHANGE_PARAMS)},
+        "/api/dev/changes": {"get": _dev("Change history, oldest first (paged)", {
+            "200": {"description": "A page of changes", "content": _json(), "links": {
+                "NextPage": {"operationId": "listChanges",
+                             "parameters": {"cursor": "$response.body#/meta/cursor"}},
+                "TheChange": {"operationId": "changeDiff",
+                              "parameters": {"id": "$response.body#/data/0/id"}}}}},
+            params=_CHANGE_PARAMS, operationId="listChanges")},
         "/api/dev/changes/diff": {"get": _dev("Field-level before/after of one change, or "
-                                              "between two snapshot versions", params=[
+                                              "between two snapshot versions",
+                                              operationId="changeDiff", params=[
             _q("id", {"type": "integer", "minimum": 1}, "One change."),
             _q("from", {"type": "integer", "minimum": 1}, "Older snapshot version."),
             _q("to", {"type": "integer", "minimum": 1}, "Newer snapshot version."),

@@ -1,4 +1,5 @@
-"""CLI commands of the HTTP API: `fmw serve`, `fmw apikey create|list|revoke`, `fmw audit verify`.
+"""CLI commands of the HTTP API: `fmw serve`, `fmw apikey create|list|revoke`,
+`fmw audit verify|anchor`.
 
 `register(subparsers)` adds them to the `fmw` parser (see fmw/cli.py); each handler is a thin
 front over `api.server`, `ledger.access` and `ledger.audit`.
@@ -8,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from typing import Any
 
 from fmw import render
+from fmw.logs import log_to_console
 from fmw.settings import Settings
 
 
@@ -40,11 +41,15 @@ def register(subparsers: Any) -> None:
     s = au.add_parser("verify", help="check the audit log's hash chain (exit 1 when broken)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_audit_verify)
+    s = au.add_parser("anchor", help="write the audit log's head outside the database "
+                      "(backups do this too; `verify` checks every anchor)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_audit_anchor)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from api.server import serve
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_console()
     serve(settings, args.host, args.port)
     return 0
 
@@ -99,16 +104,37 @@ def cmd_apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from ledger.audit import verify_chain
+    from ledger import audit
+    from ops.backup import backup_anchors
+    from ops.config import backup_root
+    anchors, unreadable = audit.load_anchors(settings.data_dir)
+    anchors += backup_anchors(backup_root(settings))
     with _ready(settings) as conn:
-        v = verify_chain(conn)
+        v = audit.verify_chain(conn)
+        problems = [*v.problems, *unreadable, *audit.check_anchors(conn, anchors)]
+    ok = not problems
     if args.json:
-        print(json.dumps({"ok": v.ok, "rows": v.rows, "head_seq": v.head_seq,
-                          "head_hash": v.head_hash, "problems": list(v.problems)}))
-    elif v.ok:
-        render.out(f"audit log intact: {v.rows:,} rows, head {v.head_seq} {v.head_hash}")
+        print(json.dumps({"ok": ok, "rows": v.rows, "head_seq": v.head_seq,
+                          "head_hash": v.head_hash, "anchors_checked": len(anchors),
+                          "problems": problems}))
+    elif ok:
+        render.out(f"audit log intact: {v.rows:,} rows, head {v.head_seq} {v.head_hash}; "
+                   f"{len(anchors)} anchor(s) outside the database match")
     else:
-        for p in v.problems:
+        for p in problems:
             render.error(p)
-        render.error(f"audit log BROKEN: {len(v.problems)} problem(s) in {v.rows:,} rows")
-    return 0 if v.ok else 1
+        render.error(f"audit log BROKEN: {len(problems)} problem(s) in {v.rows:,} rows")
+    return 0 if ok else 1
+
+
+def cmd_audit_anchor(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger import audit
+    with _ready(settings) as conn:
+        anchor = audit.head(conn)
+    path = audit.save_anchor(settings.data_dir, anchor)
+    if args.json:
+        print(json.dumps({**anchor.as_json(), "file": str(path)}))
+    else:
+        render.out(f"audit head row {anchor.seq} {anchor.hash} anchored in {path}; keep a "
+                   "copy of that line somewhere the database's admins cannot write")
+    return 0

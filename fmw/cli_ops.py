@@ -22,6 +22,7 @@ from typing import Any
 
 from fmw import render
 from fmw.errors import ConfigError, FmwError
+from fmw.logs import log_to_console
 from fmw.settings import Settings, load_settings
 
 
@@ -114,8 +115,7 @@ def _hhmm(text: str) -> time:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_console()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 

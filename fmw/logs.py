@@ -23,12 +23,36 @@ LOG_BACKUPS = 8
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+#: Control characters (and Unicode line breaks) as the escapes a log line shows instead: a
+#: request path with CR/LF/NUL can never start a line of its own, i.e. never forge an event.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F] if c != 0x09}
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x00: "\\0", 0x85: "\\x85",
+                 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """`text` with every line break and control character escaped (tab kept)."""
+    return text.replace("\r\n", "\n").translate(_ESCAPES)
+
+
 class OneLineFormatter(logging.Formatter):
-    """The usual format, with the record's line breaks escaped (one event per line)."""
+    """The usual format, with the record's line breaks and control characters escaped (one
+    event per line, whatever a client put in a path or header)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
+        return one_line(super().format(record))
+
+
+def log_to_console(level: int = logging.INFO) -> logging.Handler:
+    """Log to stderr with `OneLineFormatter` (the console counterpart of `log_to_file`)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
 
 
 class LogStream(io.TextIOBase):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -49,12 +50,29 @@ def row_hash(seq: int, at: datetime, e: AuditEntry, prev_hash: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _storable_text(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate is not UTF-8: written as escapes,
+    # so an odd request can never make its own audit row fail (and be applied unaudited)
+    if value is None:
+        return None
+    value = value.replace("\x00", "\\0")
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def storable(entry: AuditEntry) -> AuditEntry:
+    """`entry` with every text field storable as PostgreSQL text (hashed as stored)."""
+    return replace(entry, client=_storable_text(entry.client) or "",
+                   method=_storable_text(entry.method) or "", path=_storable_text(entry.path) or "",
+                   query=_storable_text(entry.query) or "", detail=_storable_text(entry.detail))
+
+
 def append(conn: psycopg.Connection, entry: AuditEntry) -> int:
     """Append one row to the chain; returns its seq.
 
     The exclusive table lock serialises concurrent writers (API threads, processes) so each
     row links to the true previous one; it is held only for this short transaction.
     """
+    entry = storable(entry)
     with conn.transaction():
         conn.execute("LOCK TABLE audit_head IN EXCLUSIVE MODE")
         head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
@@ -120,3 +138,86 @@ def recent(conn: psycopg.Connection, limit: int = 100) -> list[dict[str, Any]]:
                        "FROM audit_log ORDER BY seq DESC LIMIT %s", (limit,))
     names = [d.name for d in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+# -- anchors: the head written outside the database ----------------------------------------
+#
+# The chain proves that rows were not changed *unless* someone rewrites every hash after the
+# change, which anyone with write access to the database can do (the chain is unkeyed and its
+# head lives beside it). An anchor is a copy of the head (seq, hash) kept outside PostgreSQL:
+# in each backup's backup.json, in `<data_dir>/audit/anchors.jsonl` and in the service log. A
+# rewritten chain no longer contains the anchored hashes, so `fmw audit verify` finds it.
+
+ANCHORS_FILE = "anchors.jsonl"
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    seq: int
+    hash: str
+    at: str
+    where: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash, "at": self.at}
+
+
+def head(conn: psycopg.Connection) -> AuditAnchor:
+    """The chain's head now, as an anchor to keep elsewhere."""
+    row = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    seq, h = (int(row[0]), str(row[1])) if row else (0, GENESIS)
+    return AuditAnchor(seq, h, datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def anchors_path(data_dir: Path) -> Path:
+    return data_dir / "audit" / ANCHORS_FILE
+
+
+def save_anchor(data_dir: Path, anchor: AuditAnchor) -> Path:
+    """Append `anchor` to the anchors file (one JSON object per line)."""
+    path = anchors_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8", newline="\n") as f:
+        f.write(json.dumps(anchor.as_json(), separators=(",", ":")) + "\n")
+    return path
+
+
+def load_anchors(data_dir: Path) -> tuple[list[AuditAnchor], list[str]]:
+    """The anchors kept in `data_dir`, and the lines that could not be read."""
+    path = anchors_path(data_dir)
+    found: list[AuditAnchor] = []
+    bad: list[str] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return found, bad
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            found.append(AuditAnchor(int(d["seq"]), str(d["hash"]), str(d.get("at", "")),
+                                     f"{path}:{n}"))
+        except (ValueError, KeyError, TypeError):
+            bad.append(f"{path}:{n}: not an anchor")
+    return found, bad
+
+
+def check_anchors(conn: psycopg.Connection, anchors: list[AuditAnchor]) -> list[str]:
+    """Problems: an anchored row that is gone, or whose hash is no longer the anchored one."""
+    problems: list[str] = []
+    wanted = sorted({a.seq for a in anchors if a.seq > 0})
+    stored: dict[int, str] = {}
+    if wanted:
+        cur = conn.execute("SELECT seq, hash FROM audit_log WHERE seq = ANY(%s)", (wanted,))
+        stored = {int(s): str(h) for s, h in cur.fetchall()}
+    for a in anchors:
+        if a.seq <= 0:
+            continue
+        where = f" ({a.where})" if a.where else ""
+        if a.seq not in stored:
+            problems.append(f"row {a.seq}, anchored {a.at}{where}, is gone: rows were deleted")
+        elif stored[a.seq] != a.hash:
+            problems.append(f"row {a.seq} no longer has the hash anchored {a.at}{where}: the "
+                            "log was rewritten up to or past that row")
+    return problems

@@ -30,11 +30,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from fmw.errors import ConfigError
 from fmw.settings import Settings
 from lake.health import current_good_version
 from lake.layout import Layout, version_name
 from lake.manifest import load_manifest, sha256_file, verify
+from ledger import audit
+from ledger.db import connect
 from ledger.dump import BackupError, TableFingerprint, dump
 from ops.config import backup_root, ops_path, ops_setting
 
@@ -115,6 +119,7 @@ def create_backup(settings: Settings, *, tag: str = "", now: datetime | None = N
     work = root / f"{PARTIAL}{name}-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True)
     try:
+        anchor = _audit_head(settings)
         info = dump(settings, work / DUMP, bin_dir(settings))
         snap_version, note = _copy_snapshot(settings, work / SNAPSHOT)
         doc = {
@@ -128,13 +133,42 @@ def create_backup(settings: Settings, *, tag: str = "", now: datetime | None = N
             "snapshot": {"version": snap_version, "note": note,
                          "path": f"{SNAPSHOT}/versions/{version_name(snap_version)}"
                          if snap_version is not None else None},
+            "audit_head": anchor.as_json() if anchor is not None else None,
         }
         (work / INFO).write_text(json.dumps(doc, indent=2), encoding="utf-8", newline="\n")
         os.rename(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    if anchor is not None:
+        # the head outside the database: in backup.json, the anchors file and the log
+        audit.save_anchor(settings.data_dir, anchor)
+        log.info("audit head anchored by backup %s: row %d %s", name, anchor.seq, anchor.hash)
     return load_backup(final)
+
+
+def _audit_head(settings: Settings) -> audit.AuditAnchor | None:
+    """The audit chain's head, or None when this schema has no audit log (yet)."""
+    try:
+        with connect(settings, autocommit=True) as conn:
+            return audit.head(conn)
+    except psycopg.errors.UndefinedTable:
+        return None
+
+
+def backup_anchors(root: Path) -> list[audit.AuditAnchor]:
+    """The audit heads recorded in the backups under `root`."""
+    found = []
+    for b in list_backups(root):
+        try:
+            doc = json.loads((b.path / INFO).read_text(encoding="utf-8"))
+            h = doc.get("audit_head")
+            if h:
+                found.append(audit.AuditAnchor(int(h["seq"]), str(h["hash"]), str(h["at"]),
+                                               f"backup {b.name}"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("backup %s: audit head unreadable: %s", b.name, exc)
+    return found
 
 
 def _copy_snapshot(settings: Settings, target: Path) -> tuple[int | None, str]:

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from fmw import safejson
+from fmw.safejson import loads as safe_json
 from query.errors import BadCursor, BadValue
 from query.fields import TableSchema
 from query.filters import Params, ident
@@ -149,7 +149,7 @@ def decode_cursor(token: str) -> CursorState:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         # a cursor holds scalars and one-level tagged values: three levels at most
-        d = safejson.loads(raw, max_depth=3)
+        d = safe_json(raw, max_depth=3)
         if not isinstance(d, dict) or d["f"] != CURSOR_FORMAT:
             raise ValueError("format")
         if not isinstance(d["k"], list) or len(d["k"]) > MAX_SORT_KEYS:

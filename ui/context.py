@@ -23,6 +23,7 @@ from ui.config import UiConfig, ui_config
 from ui.usage import LedgerIO, UsageRecorder
 
 _injected: tuple[Settings, UiConfig] | None = None
+LOOPBACK = "127.0.0.1"
 
 
 def use(settings: Settings, ui: UiConfig | None = None) -> None:
@@ -83,15 +84,20 @@ def recorder(settings: Settings, ui: UiConfig) -> UsageRecorder:
 def pick_client(ip: str | None, headers: Mapping[str, str] | None) -> str:
     """The browser's address. Behind Nginx on this machine the peer is loopback and the
     client is the last X-Forwarded-For entry (the one Nginx added); a forwarded header from
-    any other peer is ignored (anyone can send one)."""
-    ip = (ip or "").strip()
+    any other peer is ignored (anyone can send one).
+
+    Streamlit reports a loopback peer (127.0.0.1, ::1) as None, so None is a loopback peer:
+    Nginx's client, or without a forwarded header a browser on this machine (127.0.0.1).
+    """
+    ip = (ip.strip() if isinstance(ip, str) else "") or LOOPBACK
     try:
-        loopback = bool(ip) and ipaddress.ip_address(ip).is_loopback
+        loopback = ipaddress.ip_address(ip).is_loopback
     except ValueError:
         loopback = False
     if loopback:
         forwarded = next((v for k, v in (headers or {}).items()
-                          if k.lower() == "x-forwarded-for"), "")
+                          if isinstance(k, str) and k.lower() == "x-forwarded-for"
+                          and isinstance(v, str)), "")
         last = forwarded.split(",")[-1].strip()
         try:
             return str(ipaddress.ip_address(last))

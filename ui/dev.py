@@ -11,7 +11,8 @@ from typing import Any
 
 import streamlit as st
 
-from ui.context import ctx
+import fmw.relay as relay
+from ui.context import client_address, ctx
 from ui.devapi import DevApi, DevApiError
 from ui.widgets import selected_row
 
@@ -21,11 +22,19 @@ DONE = "dev_follow_done"
 ROLES = ["user", "admin"]
 
 
+def _client_api(base_url: str, key: str) -> DevApi:
+    """The dev API on behalf of the person at this browser: the API checks, rate-limits and
+    audits their address, not the explorer's own (fmw.relay)."""
+    settings = ctx().settings
+    return DevApi(base_url, key, client=client_address(),
+                  relay_key=relay.load_key(settings.data_dir))
+
+
 def _api() -> DevApi | None:
     key = st.session_state.get(KEY)
     if not key:
         return None
-    return DevApi(ctx().ui.api_url, str(key))
+    return _client_api(ctx().ui.api_url, str(key))
 
 
 def _unlock(base_url: str) -> None:
@@ -35,7 +44,7 @@ def _unlock(base_url: str) -> None:
         st.session_state["dev_key_error"] = "Enter the admin API key."
         return
     try:
-        DevApi(base_url, secret).check()
+        _client_api(base_url, secret).check()
     except DevApiError as exc:
         st.session_state["dev_key_error"] = (
             "This key is not valid (unknown or revoked)." if exc.bad_key else str(exc))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import fmw.relay as relay
 from fmw.errors import FmwError
 
 TIMEOUT_S = 15.0
@@ -39,17 +40,23 @@ class DevApi:
     base_url: str
     key: str
     timeout_s: float = TIMEOUT_S
+    #: The person's address and the relay key (fmw.relay): the API then checks, rate-limits
+    #: and audits that address instead of the explorer's own.
+    client: str | None = None
+    relay_key: bytes | None = None
 
     def _call(self, method: str, path: str, params: dict[str, Any] | None = None,
               body: Any = None) -> Any:
-        url = self.base_url.rstrip("/") + path
+        target = path
         if params:
-            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+            target += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        url = self.base_url.rstrip("/") + target
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.key}", "Accept": "application/json",
-            **({"Content-Type": "application/json"} if data is not None else {}),
-        })
+        headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json",
+                   **({"Content-Type": "application/json"} if data is not None else {})}
+        if self.client is not None and self.relay_key is not None:
+            headers.update(relay.sign(self.relay_key, self.client, method, target))
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
                 raw = resp.read()

@@ -120,3 +120,60 @@ def test_revoke_takes_an_all_digit_prefix_as_a_prefix(env):
         other = create_key(conn, "by-id")
         assert revoke_key(conn, str(other.key.id)).name == "by-id"
         assert {k.name for k in list_keys(conn) if k.revoked_at} >= {"digits", "by-id"}
+
+
+def _rewrite_from(conn, first_seq: int) -> None:
+    """What someone with write access to the database can do: change a row and recompute
+    every hash after it and the head, so the chain alone still checks out."""
+    from ledger.audit import AuditEntry, row_hash
+    rows = conn.execute("SELECT seq, at, client, key_id, method, path, query, status, detail, "
+                        "prev_hash FROM audit_log WHERE seq >= %s ORDER BY seq",
+                        (first_seq,)).fetchall()
+    prev = rows[0][9]
+    for seq, at, who, key_id, method, path, query, status, detail, _ in rows:
+        if seq == first_seq:
+            who = "10.66.6.6"  # the forged fact
+        e = AuditEntry(client=who, method=method, path=path, query=query, status=status,
+                       key_id=key_id, detail=detail)
+        h = row_hash(seq, at, e, prev)
+        conn.execute("UPDATE audit_log SET client = %s, prev_hash = %s, hash = %s "
+                     "WHERE seq = %s", (who, prev, h, seq))
+        prev = h
+    conn.execute("UPDATE audit_head SET hash = %s WHERE id = 1", (prev,))
+
+
+def test_a_rewritten_chain_is_caught_by_an_anchor_outside_the_database(audited, env, capsys):
+    """Issue 11: the unkeyed chain can be rewritten by a database admin; an anchor of its
+    head kept outside PostgreSQL (backups, `fmw audit anchor`) makes that detectable."""
+    from ledger.audit import anchors_path
+    anchors_path(env.settings.data_dir).unlink(missing_ok=True)
+    assert cli(env.settings, "audit", "anchor") == 0
+    _rewrite_from(audited, 2)
+    assert verify_chain(audited).ok  # the chain alone is fooled: that is the known limit
+    capsys.readouterr()
+    assert cli(env.settings, "audit", "verify", "--json") == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False and out["anchors_checked"] == 1
+    assert any("was rewritten" in p for p in out["problems"]), out
+
+
+def test_rows_cut_off_after_an_anchor_are_caught(audited, env, capsys):
+    from ledger.audit import anchors_path
+    anchors_path(env.settings.data_dir).unlink(missing_ok=True)
+    assert cli(env.settings, "audit", "anchor") == 0
+    n = audited.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
+    h = audited.execute("SELECT hash FROM audit_log WHERE seq = %s", (n - 2,)).fetchone()[0]
+    audited.execute("DELETE FROM audit_log WHERE seq > %s", (n - 2,))
+    audited.execute("UPDATE audit_head SET seq = %s, hash = %s", (n - 2, h))
+    assert verify_chain(audited).ok
+    assert cli(env.settings, "audit", "verify") == 1
+    assert f"row {n}" in capsys.readouterr().err
+
+
+def test_an_intact_chain_matches_its_anchors(audited, env, server, capsys):
+    from ledger.audit import anchors_path
+    anchors_path(env.settings.data_dir).unlink(missing_ok=True)
+    assert cli(env.settings, "audit", "anchor") == 0
+    client(key=env.key).get(f"{server.url}/api/dev/runs")  # the chain grows after the anchor: still fine
+    assert cli(env.settings, "audit", "verify") == 0
+    assert "1 anchor(s) outside the database match" in capsys.readouterr().out

@@ -201,3 +201,18 @@ def test_replace_restores_the_ledger_and_skips_when_the_schema_did_not_change(pg
 def test_backup_list_shows_rehearsal_results(ops_env):
     r = fmw(ops_env, "backup", "list")
     assert r.returncode == 0 and "rehearsal passed" in r.stdout
+
+
+def test_a_backup_anchors_the_audit_head_outside_the_database(ops_env):
+    """Issue 11: each backup records the audit chain's head (backup.json and the anchors
+    file), so `fmw audit verify` can tell a rewritten chain from an intact one."""
+    from ledger.audit import head, load_anchors
+    with connect(ops_env.settings, autocommit=True) as conn:
+        now = head(conn)
+    b = create_backup(ops_env.settings, tag="anchor")
+    doc = json.loads((b.path / INFO).read_text())
+    assert doc["audit_head"]["seq"] == now.seq and doc["audit_head"]["hash"] == now.hash
+    anchors, bad = load_anchors(ops_env.settings.data_dir)
+    assert not bad and anchors[-1].hash == now.hash
+    r = fmw(ops_env, "audit", "verify")
+    assert r.returncode == 0 and "anchor(s) outside the database match" in r.stdout, r.stderr

@@ -110,3 +110,18 @@ def test_a_sync_is_started_and_followed_until_it_ends(dev: UiEnv, api_url: str):
     assert any(f"Run {run_id} succeeded" in s.value for s in at.success), \
         [m.value for m in at.markdown]
     assert at.session_state["dev_follow_done"] is True
+
+
+def test_the_dev_pages_calls_are_audited_as_the_person_via_the_explorer(dev: UiEnv):
+    """Issue 11: the Dev page relays the browser's address (here a browser on this machine,
+    127.0.0.1) and the audit row says the call came through the explorer."""
+    from ledger.db import connect
+    with connect(dev.settings, autocommit=True) as conn:
+        head = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0]
+    at = unlock(page_app("dev").run(), dev.key)
+    assert not at.error, [e.value for e in at.error]
+    with connect(dev.settings, autocommit=True) as conn:
+        rows = conn.execute("SELECT client, path, status, detail FROM audit_log WHERE seq > %s",
+                            (head,)).fetchall()
+    assert rows and all(r[0] == "127.0.0.1" and (r[3] or "").startswith("via explorer")
+                        for r in rows), rows

@@ -125,7 +125,10 @@ def test_opening_a_page_counts_one_view_per_page_not_per_rerun(empty_explorer):
     ("10.1.2.3", {"X-Forwarded-For": "6.6.6.6"}, "10.1.2.3"),  # not from our proxy: ignored
     ("127.0.0.1", {"X-Forwarded-For": "6.6.6.6, 10.1.2.3"}, "10.1.2.3"),
     ("127.0.0.1", {"x-forwarded-for": "junk"}, "127.0.0.1"),
-    (None, {}, "unknown"),
+    # Streamlit reports a loopback peer as None (issue 11/13: these were "unknown")
+    (None, {}, "127.0.0.1"),
+    (None, {"X-Forwarded-For": "10.9.8.7"}, "10.9.8.7"),
+    ("", {"X-Forwarded-For": "6.6.6.6, 10.9.8.7"}, "10.9.8.7"),
 ])
 def test_the_client_behind_nginx_is_the_address_nginx_saw(ip, headers, client):
     assert context.pick_client(ip, headers) == client
