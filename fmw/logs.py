@@ -45,7 +45,11 @@ class OneLineFormatter(logging.Formatter):
 
 def log_to_console(level: int = logging.INFO) -> logging.Handler:
     """Log to stderr with `OneLineFormatter` (the console counterpart of `log_to_file`)."""
-    handler = logging.StreamHandler(sys.stderr)
+    return _install(logging.StreamHandler(sys.stderr), level)
+
+
+def _install(handler: logging.Handler, level: int) -> Any:
+    """Make `handler` (with the one-line format) the root logger's only handler."""
     handler.setFormatter(OneLineFormatter(FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -94,14 +98,9 @@ def log_to_file(path: Path, level: int = logging.INFO) -> RotatingFileHandler:
         The handler (close it, or call logging.shutdown, to release the file).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS,
-                                  encoding="utf-8")
-    handler.setFormatter(OneLineFormatter(FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
+    handler: RotatingFileHandler = _install(
+        RotatingFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS,
+                            encoding="utf-8"), level)
     for noisy in ("apscheduler", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.captureWarnings(True)
