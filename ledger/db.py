@@ -12,6 +12,7 @@ import logging
 import re
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -200,15 +201,22 @@ def connect(settings: Settings, *, autocommit: bool = False, url: str | None = N
         DatabaseUnavailable: the server refused or could not be reached.
     """
     target = url or database_url(settings)
-    try:
-        conn = psycopg.connect(
-            target, autocommit=autocommit, application_name=application_name,
-            options=f"-c search_path={settings.schema},public -c TimeZone=UTC",
-            connect_timeout=10,
-        )
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot connect to the ledger database: {exc}".strip()) from exc
-    return conn
+    for attempt in (1, 2):
+        try:
+            return psycopg.connect(
+                target, autocommit=autocommit, application_name=application_name,
+                options=f"-c search_path={settings.schema},public -c TimeZone=UTC",
+                connect_timeout=10,
+            )
+        except psycopg.OperationalError as exc:
+            # A server that answered but failed the start-up (seen under load: "error response
+            # during SSL exchange") gets one more try; one that is down fails at once.
+            if attempt == 1 and "refused" not in str(exc) and "No such file" not in str(exc):
+                time.sleep(0.2)
+                continue
+            raise DatabaseUnavailable(
+                f"cannot connect to the ledger database: {exc}".strip()) from exc
+    raise AssertionError("unreachable")
 
 
 @contextmanager
