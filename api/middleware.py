@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from typing import Any
 
 import falcon
 
 from api.errors import Problem, serialize
+from api.openapi import build_spec
 from api.services import Services, api_setting
 from fmw import relay
 from ledger.audit import AuditEntry
@@ -128,9 +130,18 @@ class Guard:
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          params: dict[str, Any]) -> None:
-        """A dev call that changes something is audited before it runs: if its row cannot be
-        written, it does not run (503)."""
+        """A dev call with a parameter its route does not take is a 400 (like v1's unknown
+        field); a dev call that changes something is audited before it runs: if its row
+        cannot be written, it does not run (503)."""
         ctx = req.context
+        if ctx.dev and resource is not None:
+            known = DEV_PARAMS.get((_spec_path(req.uri_template or ""), req.method.lower()))
+            unknown = sorted(set(req.params) - known) if known is not None else []
+            if unknown:
+                raise Problem(400, "Unknown Parameter", f"{req.path} does not take "
+                              f"{', '.join(map(repr, unknown))}; valid: "
+                              f"{', '.join(sorted(known)) or '(none)'}", kind="unknown-parameter",
+                              parameter=unknown[0], valid_parameters=sorted(known))
         if not (ctx.dev and req.method in MUTATING and resource is not None
                 and hasattr(resource, f"on_{req.method.lower()}")):
             return
@@ -144,6 +155,24 @@ class Guard:
                           "its audit record could not be written; retry when the ledger "
                           "database is back", kind="audit-unavailable",
                           headers={"Retry-After": "30"}) from None
+
+
+def _spec_path(template: str) -> str:
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", template)
+
+
+def _dev_params() -> dict[tuple[str, str], frozenset[str]]:
+    """The query parameters each dev operation takes, from the OpenAPI document."""
+    out = {}
+    for path, ops in build_spec()["paths"].items():
+        if path.startswith(DEV_PREFIX + "/"):
+            for method, op in ops.items():
+                out[(path, method)] = frozenset(p["name"] for p in op.get("parameters", ())
+                                                if p.get("in") == "query")
+    return out
+
+
+DEV_PARAMS = _dev_params()
 
 
 def entry_for(req: falcon.Request, status: int, detail: str | None) -> AuditEntry:

@@ -183,3 +183,17 @@ def test_sla_lists_the_seeded_definitions_and_needs_a_key(server, admin, http):
     names = {d["name"] for d in body["definitions"]}
     assert len(names) >= 4 and isinstance(body["open"], list)
     assert http.get(f"{server.url}/api/dev/sla").status_code == 401
+
+
+@pytest.mark.parametrize(("path", "bad"), [
+    ("/api/dev/changes?format=csv", "format"),  # issue 13: answered JSON as if it were fine
+    ("/api/dev/runs?limt=5", "limt"),
+    ("/api/dev/health?verbose=1", "verbose"),
+    ("/api/dev/runs/1?errors=5", "errors"),
+])
+def test_a_parameter_a_dev_route_does_not_take_is_a_400(server, admin, path, bad):
+    r = admin.get(f"{server.url}{path}")
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["parameter"] == bad and bad in body["detail"]
+    assert isinstance(body["valid_parameters"], list)
