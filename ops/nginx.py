@@ -40,6 +40,8 @@ from ops.config import ops_setting
 UI_PATH = "/streamlit/"
 V1_PATH = "/api/v1/"
 DEV_PATH = "/api/dev/"
+#: The API's reference, for the people v1 is for (exact paths: nothing else under /api/).
+DOC_PATHS = ("/api/openapi.json", "/api/docs")
 #: Streamlit keeps one websocket open per browser tab; an idle tab must not be cut off.
 UI_READ_TIMEOUT_S = 86_400
 #: Full exports (CSV/xlsx of every feature) can take minutes to stream.
@@ -252,6 +254,12 @@ def render(entries: Sequence[AllowEntry], cfg: ProxyConfig, *, schema: str = "fm
     out += [f"{i1}# The read-only API: users and admins.", f"{i1}location {V1_PATH} {{"]
     out += _access(entries, all_roles, cfg.allow_loopback, i2)
     out += _api_proxy(i2) + [f"{i1}}}", ""]
+    out += [f"{i1}# The API's reference (OpenAPI document and docs page): users and admins."]
+    for doc in DOC_PATHS:
+        out += [f"{i1}location = {doc} {{"]
+        out += _access(entries, all_roles, cfg.allow_loopback, i2)
+        out += _api_proxy(i2) + [f"{i1}}}"]
+    out += [""]
     out += [f"{i1}# The dev API: admins only (and an API key, checked by the API).",
             f"{i1}location {DEV_PATH} {{"]
     out += _access(entries, ("admin",), cfg.allow_loopback, i2)

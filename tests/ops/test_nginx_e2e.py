@@ -103,8 +103,18 @@ def test_users_get_403_on_the_dev_api_and_admins_need_a_key(front):
 
 
 def test_everything_else_is_denied(front):
-    for path in ("/", "/api/openapi.json", "/api/docs", "/api/v2/x", "/streamlitx"):
+    for path in ("/", "/api/v2/x", "/streamlitx", "/api/docsx", "/api/openapi.json/x"):
         assert front.get(ADMIN, path)[0] == 403, path
+
+
+def test_the_api_reference_is_served_to_users_and_admins(front):
+    """Issue 13: /api/docs and /api/openapi.json were denied to everyone behind Nginx."""
+    for who in (USER, ADMIN):
+        status, headers, body = front.get(who, "/api/openapi.json")
+        assert status == 200 and headers["content-type"].startswith("application/json"), body
+        status, headers, _ = front.get(who, "/api/docs")
+        assert status == 200 and headers["content-type"].startswith("text/html")
+    assert front.get(STRANGER, "/api/docs")[0] == 403
 
 
 def test_a_dot_segment_cannot_lead_a_user_into_the_dev_api(front):
