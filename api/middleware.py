@@ -135,8 +135,9 @@ class Guard:
         cannot be written, it does not run (503)."""
         ctx = req.context
         if ctx.dev and resource is not None:
-            known = DEV_PARAMS.get((_spec_path(req.uri_template or ""), req.method.lower()))
-            unknown = sorted(set(req.params) - known) if known is not None else []
+            known = DEV_PARAMS.get((_spec_path(req.uri_template or ""), req.method.lower()),
+                                   frozenset(req.params))
+            unknown = sorted(set(req.params) - known)
             if unknown:
                 raise Problem(400, "Unknown Parameter", f"{req.path} does not take "
                               f"{', '.join(map(repr, unknown))}; valid: "

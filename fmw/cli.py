@@ -107,10 +107,19 @@ def cmd_init(args: argparse.Namespace, _settings: Settings | None) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.refdata import ensure_shipped_mcc_mnc
     from ledger.schema import upgrade
     before, after = upgrade(settings)
     render.out(f"schema {settings.schema!r}: {before or 'empty'} -> {after}"
                if before != after else f"schema {settings.schema!r} is up to date ({after})")
+    with _ready(settings) as conn:
+        shipped = ensure_shipped_mcc_mnc(conn)
+    if shipped.loaded is not None:
+        render.out(f"loaded the shipped MCC/MNC list: {shipped.loaded.rows:,} entries (country "
+                   "and operator for every synced row; `fmw mccmnc load FILE` adds your own)")
+    elif shipped.differs:
+        render.out(f"a newer shipped MCC/MNC list is available ({shipped.differs:,} entries "
+                   "differ from the stored one): run `fmw mccmnc load` to use it")
     return 0
 
 

@@ -146,3 +146,43 @@ def set_aliases(conn: psycopg.Connection, kind: str, aliases: dict[str, str]) ->
             "SET canonical = EXCLUDED.canonical, updated_at = now()",
             [(kind, a, a, c) for a, c in aliases.items()],
         )
+
+
+@dataclass(frozen=True)
+class ShippedMccMnc:
+    """What `ensure_shipped_mcc_mnc` found and did."""
+
+    loaded: MccMncLoaded | None  # the shipped list was loaded into an empty table
+    differs: int  # entries in which the stored shipped rows and the shipped file differ
+
+
+def ensure_shipped_mcc_mnc(conn: psycopg.Connection) -> ShippedMccMnc:
+    """Load the shipped MCC/MNC list into an empty `mcc_mnc_map`; otherwise count how far the
+    stored shipped rows are from the list this FMW ships (a newer list after an upgrade).
+
+    Raises:
+        SourceError: the shipped file is bad (a packaging fault).
+    """
+    stored = conn.execute("SELECT count(*) FROM mcc_mnc_map").fetchone()
+    if not stored or int(stored[0]) == 0:
+        return ShippedMccMnc(loaded=load_mcc_mnc(conn), differs=0)
+    label = BUILTIN_PREFIX + MCC_MNC_PATH.name
+    table = mcc_mnc_table(None).table
+    cols = ["mcc", "mnc", "country", "country_code", "region", "operator", "brand", "status",
+            "valid_from", "valid_to"]
+    text = table.select(cols)
+    for name in ("valid_from", "valid_to"):
+        i = text.schema.get_field_index(name)
+        text = text.set_column(i, name, pc.cast(text[name], "string"))
+    with conn.transaction():
+        conn.execute("CREATE TEMP TABLE mm_shipped (" + ", ".join(f"{c} text" for c in cols)
+                     + ") ON COMMIT DROP")
+        copy_table(conn, "mm_shipped", text)
+        listed = ", ".join(cols[:-2]) + ", valid_from::text, valid_to::text"
+        row = conn.execute(
+            f"SELECT (SELECT count(*) FROM (SELECT {listed} FROM mcc_mnc_map WHERE source = %s "
+            f"EXCEPT ALL SELECT {', '.join(cols)} FROM mm_shipped) a) + "
+            f"(SELECT count(*) FROM (SELECT {', '.join(cols)} FROM mm_shipped EXCEPT ALL "
+            f"SELECT {listed} FROM mcc_mnc_map WHERE source = %s) b)", (label, label)).fetchone()
+        conn.execute("DROP TABLE mm_shipped")
+    return ShippedMccMnc(loaded=None, differs=int(row[0]) if row else 0)

@@ -225,3 +225,27 @@ def test_demo_syncs_sample_sources_twice_and_shows_what_happened(fmw, tmp_path):
     day2 = listed[0]
     assert day2["created"] > 0 and day2["updated"] > 0 and day2["deleted"] > 0
     assert (tmp_path / "demo" / "fmw.toml").is_file()
+
+
+def test_db_upgrade_loads_the_shipped_mcc_mnc_list_and_says_when_a_newer_one_ships(fmw):
+    """Issue 13: a new install synced with no country/operator until someone ran
+    `fmw mccmnc load`."""
+    s = fmw.setup("")
+    with connect(s, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM mcc_mnc_map").fetchone()[0] == 0
+    out = fmw("db", "upgrade").stdout
+    assert "loaded the shipped MCC/MNC list" in out
+    with connect(s, autocommit=True) as conn:
+        n = conn.execute("SELECT count(*) FROM mcc_mnc_map").fetchone()[0]
+        assert n > 1000
+    out = fmw("db", "upgrade").stdout  # loaded and current: nothing to say
+    assert "MCC/MNC" not in out
+    with connect(s, autocommit=True) as conn:  # as if this FMW shipped a newer list
+        conn.execute("DELETE FROM mcc_mnc_map WHERE ctid IN (SELECT ctid FROM mcc_mnc_map "
+                     "LIMIT 3)")
+        conn.execute("UPDATE mcc_mnc_map SET operator = 'Old name' WHERE id = "
+                     "(SELECT min(id) FROM mcc_mnc_map)")
+    out = fmw("db", "upgrade").stdout
+    assert "a newer shipped MCC/MNC list is available (5 entries differ" in out, out
+    with connect(s, autocommit=True) as conn:  # told, not changed behind the admin's back
+        assert conn.execute("SELECT count(*) FROM mcc_mnc_map").fetchone()[0] == n - 3
