@@ -12,7 +12,7 @@ from typing import Any
 
 from api.services import api_setting
 from fmw.errors import ConfigError
-from fmw.net import is_loopback
+from fmw.net import forget_listening, is_loopback, note_listening
 from fmw.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,10 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     opts = waitress_options(settings, host, port)
     throttle_queue_warnings()
     log.info("FMW API on http://%s:%s (docs: /api/docs)", host, port)
+    server = use_channel(create_server(app, **opts))
+    note_listening(settings.data_dir, host, port)  # for `fmw nginx render`'s port check
     try:
-        use_channel(create_server(app, **opts)).run()
+        server.run()
     finally:
+        forget_listening(settings.data_dir)
         services.close()

@@ -101,9 +101,12 @@ def cmd_nginx_render(args: argparse.Namespace, settings: Settings) -> int:
         print(render_conf(load_entries(settings), ProxyConfig.from_settings(settings),
                           schema=settings.schema), end="")
         return 0
+    from ops.nginx_run import api_target_warnings
     up = regenerate(settings, out=args.out, reload_nginx=True if args.reload else None)
     state = "written" if up.changed else "unchanged"
     render.out(f"{up.path}: {state} ({up.entries} allow-list entries)")
+    for warning in api_target_warnings(settings):
+        render.out(f"warning: {warning}")
     if not up.checked:
         render.out(f"warning: {ops_setting(settings, 'nginx_exe')} not found, so the file was "
                    "not checked with nginx -t (set nginx_exe)")

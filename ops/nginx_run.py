@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fmw import net
 from fmw.settings import Settings
 from ledger.access import AllowEntry
 from ops.config import ops_path, ops_setting
@@ -173,3 +174,17 @@ def regenerate(settings: Settings, entries: Sequence[AllowEntry] | None = None, 
             raise
         reloaded = True
     return NginxUpdate(target, changed, nginx is not None, reloaded, len(items))
+
+
+def api_target_warnings(settings: Settings) -> list[str]:
+    """Why the rendered Nginx may point at no API: an FMW API of this data folder listening
+    elsewhere than `api_host:api_port` (started with --port), or nothing listening there."""
+    host = str(ops_setting(settings, "api_host") or "127.0.0.1")
+    port = int(ops_setting(settings, "api_port") or 8000)
+    out = [f"an FMW API (pid {pid}) listens on {h}:{p}, but Nginx is rendered for "
+           f"{host}:{port} (api_port): set api_port = {p} in the config, or run the API on "
+           f"{port}" for h, p, pid in net.listening(settings.data_dir) if p != port]
+    if not net.accepts(host, port):
+        out.append(f"nothing listens on {host}:{port} (api_host:api_port) yet: Nginx answers "
+                   "502 for the API until it does")
+    return out

@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from fmw.errors import FmwError
+from fmw.net import forget_listening, note_listening
 from fmw.settings import Settings
 from scheduler.config import OpsConfig
 from scheduler.core import SyncScheduler
@@ -124,6 +125,7 @@ class ServiceHost:
         except OSError as exc:
             self.services.close(timeout=1)
             raise FmwError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+        note_listening(self.settings.data_dir, self.host, self.server.port)
         if self.scheduler is not None:
             self.scheduler.start()
         log.info("FMW service: API on %s (docs: %s/api/docs), scheduler %s", self.url, self.url,
@@ -134,6 +136,7 @@ class ServiceHost:
         self.stop_event.set()
         if self.server is not None:
             self.server.stop(timeout=10)
+            forget_listening(self.settings.data_dir)
         finished = True
         if self.scheduler is not None:
             finished = self.scheduler.shutdown()

@@ -195,3 +195,21 @@ def test_fmw_nginx_render_writes_then_reports_unchanged(ops_env, tmp_path):
     assert f"{out}: unchanged" in r.stdout
     r = fmw(ops_env, "nginx", "render", "--stdout")
     assert r.stdout == out.read_text()
+
+
+def test_render_warns_when_the_api_runs_elsewhere_than_api_port(ops_env, tmp_path):
+    """Issue 13: `fmw nginx render` wrote api_port although the API ran with --port, so Nginx
+    pointed at nothing and nobody was told."""
+    from tests.ops.conftest import fmw, start_api
+    api = start_api(ops_env, tmp_path / "api.log")  # `serve` on a free port, not api_port
+    try:
+        port = int(api.url.rsplit(":", 1)[1])
+        r = fmw(ops_env, "nginx", "render", "--out", str(tmp_path / "fmw.conf"))
+        assert r.returncode == 0, r.stderr
+        assert f"listens on 127.0.0.1:{port}, but Nginx is rendered for 127.0.0.1:8000" \
+            in r.stdout, r.stdout
+        assert "nothing listens on 127.0.0.1:8000" in r.stdout
+    finally:
+        api.stop()
+    r = fmw(ops_env, "nginx", "render", "--out", str(tmp_path / "fmw.conf"))
+    assert "an FMW API" not in r.stdout  # the stopped API is not reported
