@@ -6,7 +6,7 @@ evaluation itself is pure and lives in `scheduler.sla`; this module only reads a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, Literal, get_args
 
@@ -85,7 +85,12 @@ class RunFacts:
     today: date  # in the configured time zone
     last_success_at: datetime | None
     first_success_today_at: datetime | None
-    window_days: dict[int, tuple[int, int]]  # days -> (successful, counted) runs
+    #: window (days) -> (days on which a sync applied, days on which a sync finished): the
+    #: success rate is a share of days, not of runs (a failed run retried to success the same
+    #: day is one good day; three failed runs on one bad day are one bad day)
+    window_days: dict[int, tuple[int, int]]
+    #: window -> (days whose only applied syncs were partial, bad rows of the partial runs)
+    window_partial: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 _DEF_COLS = ("name, kind, enabled, threshold, deadline, window_days, min_samples, description, "
@@ -227,15 +232,22 @@ def run_facts(conn: psycopg.Connection, timezone: str, windows: set[int]) -> Run
         {"tz": timezone, "ok": list(SUCCESS)}).fetchone()
     assert row is not None
     counts: dict[int, tuple[int, int]] = {}
+    partial: dict[int, tuple[int, int]] = {}
     for days in sorted(windows):
         c = conn.execute(
-            "SELECT count(*) FILTER (WHERE status = ANY(%s)), count(*) FROM runs "
-            "WHERE status IN ('succeeded', 'partial', 'failed') AND NOT retried "
-            "AND started_at >= clock_timestamp() - make_interval(days => %s)",
-            (list(SUCCESS), days)).fetchone()
+            "SELECT count(*) FILTER (WHERE applied), count(*), "
+            "count(*) FILTER (WHERE applied AND NOT fully), coalesce(sum(bad), 0) FROM ("
+            " SELECT (started_at AT TIME ZONE %(tz)s)::date AS day,"
+            " bool_or(status = ANY(%(ok)s)) AS applied, bool_or(status = 'succeeded') AS fully,"
+            " sum(rows_bad) FILTER (WHERE status = 'partial') AS bad FROM runs"
+            " WHERE status IN ('succeeded', 'partial', 'failed') AND NOT retried"
+            " AND started_at >= clock_timestamp() - make_interval(days => %(days)s)"
+            " GROUP BY 1) per_day",
+            {"tz": timezone, "ok": list(SUCCESS), "days": days}).fetchone()
         counts[days] = (int(c[0]), int(c[1])) if c else (0, 0)
+        partial[days] = (int(c[2]), int(c[3])) if c else (0, 0)
     return RunFacts(now=row[0], today=row[1], last_success_at=row[2],
-                    first_success_today_at=row[3], window_days=counts)
+                    first_success_today_at=row[3], window_days=counts, window_partial=partial)
 
 
 def sla_report(conn: psycopg.Connection, recent: int = 20) -> dict[str, Any]:

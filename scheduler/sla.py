@@ -81,10 +81,12 @@ def evaluate(d: SlaDefinition, facts: RunFacts, metrics: dict[str, Any] | None,
         due = d.deadline.strftime("%H:%M")
         done = facts.first_success_today_at
         if done is not None:
-            at = done.astimezone(ZoneInfo(timezone)).strftime("%H:%M")
-            late = done.astimezone(ZoneInfo(timezone)).time() > d.deadline
-            return found(True, None, f"today's sync finished at {at} {timezone}"
-                         + (f", after the {due} deadline" if late else ""))
+            finished = done.astimezone(ZoneInfo(timezone))
+            late = finished.time().replace(tzinfo=None) > d.deadline
+            hours = round(finished.hour + finished.minute / 60 + finished.second / 3600, 3)
+            return found(not late, hours, f"today's sync finished at "
+                         f"{finished.strftime('%H:%M')} {timezone}, "
+                         + (f"after the {due} deadline" if late else f"by the {due} deadline"))
         if local.time().replace(tzinfo=None) < d.deadline:
             return found(True, None, f"before today's {due} {timezone} deadline")
         return found(False, None, f"no successful sync today ({facts.today.isoformat()}) by "
@@ -96,8 +98,11 @@ def evaluate(d: SlaDefinition, facts: RunFacts, metrics: dict[str, Any] | None,
             return found(None, None, f"no finished syncs in the last {days} days")
         rate = good / total
         limit = float(d.threshold or 0)
-        return found(rate >= limit, round(rate, 4), f"{good} of {total} syncs succeeded in the "
-                     f"last {days} days ({rate:.1%}; target {limit:.0%})")
+        part, bad = facts.window_partial.get(days, (0, 0))
+        note = f", {part} of them partial ({bad:,} bad rows)" if part else ""
+        return found(rate >= limit, round(rate, 4), f"a sync applied on {good} of {total} days "
+                     f"with syncs in the last {days} days{note} ({rate:.1%}; target "
+                     f"{limit:.0%})")
     if d.kind == "api_p95":
         return _latency(d, metrics, found)
     return found(None, None, f"unknown SLA kind {d.kind!r}")

@@ -53,12 +53,23 @@ P95 = definition("api_p95", threshold=3.0)
     (FRESH, facts(None), None, False, "no successful sync yet"),
     (DEADLINE, facts(), None, False, "no successful sync today (2026-11-24) by 07:00 UTC"),
     (DEADLINE, facts(today_first=NOW.replace(hour=6)), None, True, "finished at 06:00 UTC"),
-    (DEADLINE, facts(today_first=NOW.replace(hour=7, minute=45)), None, True,
+    # regression: a run finishing after the deadline was reported "ok"
+    (DEADLINE, facts(today_first=NOW.replace(hour=7, minute=45)), None, False,
      "after the 07:00 deadline"),
+    (DEADLINE, facts(today_first=NOW.replace(hour=7, minute=0)), None, True,
+     "by the 07:00 deadline"),
+    (DEADLINE, facts(today_first=NOW.replace(hour=7, minute=0, second=1)), None, False,
+     "after the 07:00 deadline"),
+    (FRESH, facts(NOW - timedelta(hours=25, minutes=59)), None, True, "within 26 h"),
+    (FRESH, facts(NOW - timedelta(hours=26, minutes=1)), None, False, "over 26 h"),
     (definition("daily_deadline", deadline=datetime(2000, 1, 1, 9, 0).time()), facts(), None,
      True, "before today's 09:00 UTC deadline"),
-    (RATE, facts(windows={30: (49, 50)}), None, True, "49 of 50 syncs"),
+    (RATE, facts(windows={30: (49, 50)}), None, True, "applied on 49 of 50 days"),
     (RATE, facts(windows={30: (48, 50)}), None, False, "96.0%; target 98%"),
+    (RATE, facts(windows={30: (98, 100)}), None, True, "98.0%; target 98%"),
+    (RATE, facts(windows={30: (97, 100)}), None, False, "97.0%; target 98%"),
+    (P95, facts(), metrics(2999), True, "p95 2.999 s"),
+    (P95, facts(), metrics(3000), False, "not under 3 s"),
     (RATE, facts(windows={30: (0, 0)}), None, None, "no finished syncs"),
     (P95, facts(), metrics(1200), True, "p95 1.200 s on GET /api/v1/features"),
     (P95, facts(), metrics(3500), False, "not under 3 s"),
@@ -186,3 +197,29 @@ def test_the_scheduler_checks_slas_without_repeating_alerts(make_settings, sched
         sched.trigger_now(plan_sync(s, trigger="api"))  # the fix; a check follows each sync
         wait_for(lambda: len(hook.bodies) == 2, timeout=20)
     assert [b["event"] for b in hook.bodies] == ["sla_violation_opened", "sla_violation_closed"]
+
+
+def _run(conn, days_ago: int, status: str, bad: int = 0, minute: int = 0) -> None:
+    """A finished run at noon (UTC) `days_ago` days ago, plus `minute` minutes."""
+    conn.execute("INSERT INTO runs (trigger, status, started_at, finished_at, day, sources, "
+                 "rows_bad) SELECT 'schedule', %s, t, t + interval '1 minute', t::date, '{a}', "
+                 "%s FROM (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+                 " - %s * interval '1 day' + interval '12 hours' + %s * interval '1 minute'"
+                 " AS t) x", (status, bad, days_ago, minute))
+
+
+def test_success_rate_is_a_share_of_days_and_partial_days_are_shown(db) -> None:
+    """Issue 13: five partial runs read "5 of 5 syncs succeeded"; the same 8 bad rows a day
+    were invisible. A day counts once, whatever number of runs it had."""
+    for day in range(1, 6):
+        _run(db, day, "partial", bad=8)
+    _run(db, 6, "failed")
+    _run(db, 6, "failed", minute=30)  # the same bad day: counted once
+    _run(db, 7, "failed")
+    _run(db, 7, "succeeded", minute=30)  # failed, then a good run the same day: a good day
+    f = sla.run_facts(db, "UTC", {30})
+    assert f.window_days[30] == (6, 7) and f.window_partial[30] == (5, 40)
+    found = evaluate(RATE, f, None, "UTC")
+    assert found.ok is False
+    assert "a sync applied on 6 of 7 days" in found.detail
+    assert "5 of them partial (40 bad rows)" in found.detail
