@@ -6,7 +6,8 @@ Only `ledger` modules run SQL; this class picks the right one and turns a lost d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fmw.settings import Settings
@@ -38,6 +39,10 @@ class LedgerGateway:
         with self._session() as conn:
             access.replace_allow_list(conn, entries)
             return access.load_allow_list(conn)
+
+    def listen_allow_list(self, changed: Callable[[], object], stop: threading.Event) -> None:
+        """Call `changed` on every allow-list change of this schema until `stop` (blocks)."""
+        access.listen_allow_list(self.settings, changed, stop)
 
     def check_key(self, secret: str) -> ApiKey | None:
         with self._session() as conn:

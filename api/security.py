@@ -196,3 +196,32 @@ class RateLimiter:
             while len(self._buckets) > self._max_keys:
                 self._buckets.popitem(last=False)
         return wait
+
+
+class AllowListListener:
+    """Reloads `allow_list` as soon as PostgreSQL announces a change (LISTEN/NOTIFY), so every
+    FMW process applies a new list within about a second; the periodic refresh and the last
+    good copy remain the fallback while PostgreSQL is away."""
+
+    def __init__(self, listen: Callable[[Callable[[], object], threading.Event], None],
+                 allow_list: AllowList) -> None:
+        self._listen = listen
+        self._allow_list = allow_list
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fmw-allowlist-listen",
+                                        daemon=True)
+
+    def start(self) -> AllowListListener:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._listen(self._allow_list.load, self._stop)
+        except Exception:  # a listener bug must not take the API down: the refresh remains
+            log.exception("allow-list listener stopped")
+
+    def close(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)

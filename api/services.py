@@ -16,7 +16,7 @@ from api.gateway import LedgerGateway
 from api.launcher import SyncLauncher
 from api.metrics import Metrics
 from api.respcache import ResponseCache
-from api.security import AllowList, RateLimiter
+from api.security import AllowList, AllowListListener, RateLimiter
 from api.snapshot_watch import SnapshotWatch
 from fmw import relay
 from fmw.settings import Settings
@@ -79,11 +79,16 @@ class Services:
             self._relay_key.append(relay.load_key(self.settings.data_dir))
         return self._relay_key[0]
 
+    #: Applies allow-list changes announced by PostgreSQL (api.security.AllowListListener).
+    allow_list_listener: Any = None
+
     def close(self, timeout: float = 30.0) -> None:
         """Stop the snapshot watch, wait for a background sync and the download warm-up to
         finish, then close the query engine."""
         if self.snapshot_watch is not None:
             self.snapshot_watch.close(min(timeout, 5.0))
+        if self.allow_list_listener is not None:
+            self.allow_list_listener.close()
         self.launcher.join(timeout)
         if self.exports is not None:
             self.exports.close(timeout)
@@ -126,6 +131,9 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
     )
     allow.load()
     watch.start()
+    listen = getattr(gateway, "listen_allow_list", None)
+    if listen is not None and svc.allow_list_listener is None:
+        object.__setattr__(svc, "allow_list_listener", AllowListListener(listen, allow).start())
     return svc
 
 

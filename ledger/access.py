@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +25,8 @@ import psycopg
 from fmw.errors import DatabaseUnavailable, FmwError, SchemaBehind
 from fmw.settings import Settings
 from ledger.db import connect
+
+log = logging.getLogger(__name__)
 
 Role = Literal["user", "admin"]
 ROLES: tuple[Role, ...] = ("user", "admin")
@@ -149,8 +153,13 @@ def load_allow_list(conn: psycopg.Connection) -> list[AllowEntry]:
     return [AllowEntry(cidr=ipaddress.ip_network(str(c)), role=r, note=n) for c, r, n in rows]
 
 
+#: PostgreSQL channel on which a changed allow list is announced (payload: the schema).
+ALLOW_LIST_CHANNEL = "fmw_allow_list"
+
+
 def replace_allow_list(conn: psycopg.Connection, entries: Sequence[AllowEntry]) -> None:
-    """Replace the whole list in one transaction."""
+    """Replace the whole list in one transaction, announced to every listening FMW process
+    when it commits (`listen_allow_list`)."""
     with conn.transaction():
         conn.execute("DELETE FROM allow_list")
         with conn.cursor() as cur:
@@ -158,6 +167,34 @@ def replace_allow_list(conn: psycopg.Connection, entries: Sequence[AllowEntry]) 
                 "INSERT INTO allow_list (cidr, role, note) VALUES (%s::cidr, %s, %s)",
                 [(str(e.cidr), e.role, e.note) for e in entries],
             )
+        conn.execute("SELECT pg_notify(%s, current_schema())", (ALLOW_LIST_CHANNEL,))
+
+
+def listen_allow_list(settings: Settings, changed: Callable[[], object],
+                      stop: threading.Event, *, retry_s: float = 5.0) -> None:
+    """Call `changed` whenever this schema's allow list changes, until `stop` is set.
+
+    Runs in its own thread on its own connection. When PostgreSQL is away it retries every
+    `retry_s` (the caller's periodic refresh and last good copy cover the gap), and calls
+    `changed` after reconnecting, since a change may have been missed meanwhile.
+    """
+    first = True
+    while not stop.is_set():
+        try:
+            with connect(settings, autocommit=True,
+                         application_name="fmw-allowlist-listen") as conn:
+                conn.execute(f"LISTEN {ALLOW_LIST_CHANNEL}")
+                if not first:
+                    changed()
+                first = False
+                while not stop.is_set():
+                    for note in conn.notifies(timeout=0.5):
+                        if note.payload == settings.schema:
+                            changed()
+        except (FmwError, psycopg.Error) as exc:
+            log.debug("allow-list listener: %s; retrying in %.0f s", exc, retry_s)
+            first = False
+            stop.wait(retry_s)
 
 
 def hash_key(secret: str) -> str:

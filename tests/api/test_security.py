@@ -210,3 +210,25 @@ def test_an_allow_list_change_re_renders_the_nginx_front(env, make_server, admin
     assert r.status_code == 200  # stored and applied by the app; the front keeps its old file
     assert r.json()["nginx"] == {"status": "error", "detail": "nginx -t refused the file"}
     assert "10.20.0.0/16" in conf.read_text(encoding="utf-8")
+
+
+def test_an_allow_list_change_reaches_another_server_within_about_a_second(server, admin, env,
+                                                                           make_server):
+    """Issue 13: a second API process refused a newly allowed address for up to 30 s (its
+    refresh interval); PostgreSQL's NOTIFY now tells it at once."""
+    other = make_server(env.settings)  # the default 30 s refresh
+    assert client(USER).get(f"{other.url}/api/v1/esim").status_code == 403
+    time.sleep(0.5)  # its listener is connected
+    admin.put(f"{server.url}/api/dev/allow_list", json={"entries": [{"cidr": USER}]})
+    try:
+        started = time.monotonic()
+        while client(USER).get(f"{other.url}/api/v1/esim").status_code != 200:
+            assert time.monotonic() - started < 2.0, "the change did not arrive within 2 s"
+            time.sleep(0.05)
+        admin.put(f"{server.url}/api/dev/allow_list", json={"entries": []})
+        started = time.monotonic()
+        while client(USER).get(f"{other.url}/api/v1/esim").status_code != 403:
+            assert time.monotonic() - started < 2.0, "the removal did not arrive within 2 s"
+            time.sleep(0.05)
+    finally:
+        admin.put(f"{server.url}/api/dev/allow_list", json={"entries": []})
