@@ -145,6 +145,7 @@ class Settings:
     nginx_conn_per_address: int = 50
     nginx_client_timeout_s: int = 10
     backup_dir: str | None = None
+    backup_copy_dir: str | None = None
     backup_keep_days: float = 14.0
     backup_keep_count: int = 7
     pg_bin_dir: str | None = None

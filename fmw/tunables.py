@@ -104,6 +104,7 @@ TUNABLES: tuple[Tunable, ...] = (
     Tunable("nginx_conn_per_address", "int", 1, 100_000),
     Tunable("nginx_client_timeout_s", "int", 1, 3600),
     Tunable("backup_dir", "optstr"),
+    Tunable("backup_copy_dir", "optstr"),
     Tunable("backup_keep_days", "float", 0),
     Tunable("backup_keep_count", "int", 1),
     Tunable("pg_bin_dir", "optstr"),

@@ -40,7 +40,7 @@ from lake.manifest import load_manifest, sha256_file, verify
 from ledger import audit
 from ledger.db import connect
 from ledger.dump import BackupError, TableFingerprint, dump
-from ops.config import backup_root, ops_path, ops_setting
+from ops.config import backup_copy_root, backup_root, ops_path, ops_setting
 
 FORMAT = 1
 INFO = "backup.json"
@@ -144,7 +144,47 @@ def create_backup(settings: Settings, *, tag: str = "", now: datetime | None = N
         # the head outside the database: in backup.json, the anchors file and the log
         audit.save_anchor(settings.data_dir, anchor)
         log.info("audit head anchored by backup %s: row %d %s", name, anchor.seq, anchor.hash)
+    copy_root = backup_copy_root(settings)
+    if copy_root is not None:
+        copy_backup(final, copy_root)
     return load_backup(final)
+
+
+def copy_backup(folder: Path, root: Path) -> Path:
+    """Copy one complete backup to `root` (another disk or a share) and check the copy: the
+    dump's sha256 and every snapshot file against its manifest. Written to a partial folder and
+    renamed into place, so the copy is whole or absent.
+
+    Raises:
+        BackupError: the copy could not be written or does not match (the original is kept).
+    """
+    final = root / folder.name
+    work = root / f"{PARTIAL}{folder.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            shutil.rmtree(final)
+        shutil.copytree(folder, work)
+        copied = load_backup(work)
+        if sha256_file(copied.dump_path) != copied.dump_sha256:
+            raise BackupError(str(work / DUMP), "the copied dump does not match its checksum")
+        if copied.snapshot_version is not None:
+            vdir = Layout(copied.snapshot_root).version_dir(copied.snapshot_version)
+            problems = verify(vdir, load_manifest(vdir))
+            if problems:
+                raise BackupError(str(vdir), "the copied snapshot does not match its "
+                                  f"manifest: {'; '.join(problems[:3])}")
+        os.rename(work, final)
+    except BackupError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise BackupError(str(final), f"backup {folder.name} was written to {folder.parent}, "
+                          f"but its copy to {root} failed: {exc}") from exc
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise BackupError(str(final), f"backup {folder.name} was written to {folder.parent}, "
+                          f"but its copy to {root} failed: {exc}") from exc
+    log.info("backup %s copied to %s and checked", folder.name, root)
+    return final
 
 
 def _audit_head(settings: Settings) -> audit.AuditAnchor | None:
@@ -277,12 +317,16 @@ def apply_retention(settings: Settings, *, now: datetime | None = None) -> Backu
     plan = plan_retention([(b.name, b.created_at) for b in list_backups(root)], now,
                           float(ops_setting(settings, "backup_keep_days")),
                           int(ops_setting(settings, "backup_keep_count")))
-    for name in plan.remove:
-        shutil.rmtree(root / name, ignore_errors=True)
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith(PARTIAL) and p.is_dir():
-                age = now - datetime.fromtimestamp(p.stat().st_mtime, UTC)
-                if age > PARTIAL_STALE:
-                    shutil.rmtree(p, ignore_errors=True)
+    copy_root = backup_copy_root(settings)
+    for folder in (root, copy_root):  # the copies follow the same plan
+        if folder is None:
+            continue
+        for name in plan.remove:
+            shutil.rmtree(folder / name, ignore_errors=True)
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if p.name.startswith(PARTIAL) and p.is_dir():
+                    age = now - datetime.fromtimestamp(p.stat().st_mtime, UTC)
+                    if age > PARTIAL_STALE:
+                        shutil.rmtree(p, ignore_errors=True)
     return plan

@@ -31,6 +31,7 @@ OPS_DEFAULTS: dict[str, Any] = {
     "nginx_conn_per_address": 50,
     "nginx_client_timeout_s": 10,
     "backup_dir": None,  # None: <data_dir>/backups
+    "backup_copy_dir": None,  # None: no second copy (fmw status warns)
     "backup_keep_days": 14,
     "backup_keep_count": 7,
     "pg_bin_dir": None,  # None: the embedded server's binaries, else PATH
@@ -64,6 +65,12 @@ def ops_path(settings: Settings, name: str) -> Path | None:
 def backup_root(settings: Settings) -> Path:
     """`backup_dir`, default `<data_dir>/backups`."""
     return ops_path(settings, "backup_dir") or settings.data_dir / "backups"
+
+
+def backup_copy_root(settings: Settings) -> Path | None:
+    """`backup_copy_dir`: a second place (another disk, a network share) every backup is
+    copied to; None when not configured."""
+    return ops_path(settings, "backup_copy_dir")
 
 
 def api_base_url(settings: Settings) -> str:

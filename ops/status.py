@@ -20,7 +20,7 @@ from lake.health import snapshot_health
 from lake.layout import Layout, version_name
 from lake.manifest import load_manifest
 from ops.backup import list_backups
-from ops.config import api_base_url, backup_root, ops_setting
+from ops.config import api_base_url, backup_copy_root, backup_root, ops_setting
 from ops.smoke import fetch
 
 Level = Literal["ok", "warn", "fail"]
@@ -83,6 +83,10 @@ class Facts:
     backup_latest_name: str | None
     backup_verified: dict[str, Any] | None  # the latest restore rehearsal of any kept backup
     next_fire: datetime | None = None  # the next scheduled sync
+    backup_dir: Path | None = None
+    backup_copy_dir: Path | None = None  # None: backup_copy_dir is not configured
+    backup_copy_names: tuple[str, ...] = ()  # complete backups found in the copy folder
+    backup_copy_same_disk: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,35 @@ def assess(f: Facts, limits: Limits) -> list[Line]:
                         f"{f.backup_count} kept, newest {f.backup_latest_name} "
                         f"{_age(f.now, f.backup_latest)}"))
         out.append(_rehearsal(f, limits))
+        out.append(_copy(f))
     return out
+
+
+def _copy(f: Facts) -> Line:
+    """Whether the backups also live somewhere other than the disk they protect."""
+    if f.backup_copy_dir is None:
+        return Line("backups", "warn", f"every backup is on the data disk ({f.backup_dir}): set "
+                    "backup_copy_dir to another disk or a network share")
+    if f.backup_copy_same_disk:
+        return Line("backups", "warn", f"backup_copy_dir ({f.backup_copy_dir}) is on the same "
+                    "disk as the data: a disk failure takes both")
+    if f.backup_latest_name not in f.backup_copy_names:
+        return Line("backups", "warn", f"the newest backup {f.backup_latest_name} has no copy in "
+                    f"{f.backup_copy_dir} (see the backup task's log)")
+    return Line("backups", "ok", f"copied to {f.backup_copy_dir} ({len(f.backup_copy_names)} "
+                "there)")
+
+
+def _same_disk(a: Path, b: Path) -> bool:
+    def dev(p: Path) -> int | None:
+        while not p.exists() and p.parent != p:
+            p = p.parent
+        try:
+            return p.stat().st_dev
+        except OSError:
+            return None
+    da, db = dev(a), dev(b)
+    return da is not None and da == db
 
 
 def _rehearsal(f: Facts, limits: Limits) -> Line:
@@ -291,6 +323,7 @@ def gather(settings: Settings, now: datetime | None = None) -> Facts:
     version, created, problems = _snapshot(settings)
     backups = list_backups(backup_root(settings))
     newest = backups[-1] if backups else None
+    copy_root = backup_copy_root(settings)
     return Facts(
         now=now or datetime.now(UTC), probes=probe_services(settings), runs=led["runs"],
         database_error=led["database_error"], scheduler=led["scheduler"],
@@ -301,7 +334,10 @@ def gather(settings: Settings, now: datetime | None = None) -> Facts:
         backup_latest_name=newest.name if newest else None,
         backup_verified=max((b.verified for b in backups if b.verified),
                             key=lambda v: str(v.get("at")), default=None),
-        next_fire=led["next_fire"],
+        next_fire=led["next_fire"], backup_dir=backup_root(settings),
+        backup_copy_dir=copy_root,
+        backup_copy_names=tuple(b.name for b in list_backups(copy_root)) if copy_root else (),
+        backup_copy_same_disk=copy_root is not None and _same_disk(copy_root, settings.data_dir),
     )
 
 

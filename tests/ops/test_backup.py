@@ -216,3 +216,24 @@ def test_a_backup_anchors_the_audit_head_outside_the_database(ops_env):
     assert not bad and anchors[-1].hash == now.hash
     r = fmw(ops_env, "audit", "verify")
     assert r.returncode == 0 and "anchor(s) outside the database match" in r.stdout, r.stderr
+
+
+def test_every_backup_is_copied_to_the_second_place_and_checked(ops_env, tmp_path):
+    """Issue 13: backups lived only on the disk they protect; `backup_copy_dir` gets a checked
+    copy of each one, and retention applies there too."""
+    copy_dir = tmp_path / "share"
+    s = with_values(ops_env.settings, backup_copy_dir=str(copy_dir))
+    b = create_backup(s, tag="copied")
+    copied = load_backup(copy_dir / b.name)
+    assert copied.dump_sha256 == b.dump_sha256 and copied.rows == b.rows
+    assert (copy_dir / b.name / DUMP).read_bytes() == b.dump_path.read_bytes()
+    assert not [p for p in copy_dir.iterdir() if p.name.startswith(".partial")]
+
+
+def test_a_failed_copy_fails_the_backup_loudly_and_keeps_the_original(ops_env, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    s = with_values(ops_env.settings, backup_copy_dir=str(blocker / "share"))
+    with pytest.raises(BackupError, match="but its copy to .* failed"):
+        create_backup(s, tag="copyfail")
+    assert any(b.tag == "copyfail" for b in list_backups(ops_env.settings.data_dir / "backups"))

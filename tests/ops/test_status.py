@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,9 @@ def healthy() -> Facts:
         snapshot_problems=(), sla_open=(),
         disks=(Disk("data", Path("/srv"), 50 * 2**30, 100 * 2**30),),
         backup_count=3, backup_latest=NOW - timedelta(hours=7), backup_latest_name="fmw-x",
-        backup_verified={"ok": True, "at": "2026-11-22T04:00:00+00:00", "backup": "fmw-y"})
+        backup_verified={"ok": True, "at": "2026-11-22T04:00:00+00:00", "backup": "fmw-y"},
+        backup_dir=Path("/srv/fmw/backups"), backup_copy_dir=Path("//nas/fmw"),
+        backup_copy_names=("fmw-w", "fmw-x"))
 
 
 def levels(lines, section):
@@ -76,6 +79,10 @@ def test_a_healthy_installation_is_all_ok():
      "backups", "fail", "the last restore rehearsal FAILED 5.0 h ago (backup fmw-z)"),
     ({"backup_verified": {"ok": True, "at": "2026-11-10T04:00:00+00:00", "backup": "fmw-z"}},
      "backups", "warn", "restore rehearsal passed 14 days ago"),
+    # issue 13: every backup on the disk it protects
+    ({"backup_copy_dir": None}, "backups", "warn", "every backup is on the data disk"),
+    ({"backup_copy_same_disk": True}, "backups", "warn", "on the same disk as the data"),
+    ({"backup_copy_names": ("fmw-w",)}, "backups", "warn", "fmw-x has no copy in //nas/fmw"),
 ])
 def test_each_problem_is_named_with_its_level(change, section, level, words):
     lines = assess(replace(healthy(), **change), LIMITS)
@@ -83,8 +90,14 @@ def test_each_problem_is_named_with_its_level(change, section, level, words):
     assert hits and hits[0].level == level, [ln for ln in lines if ln.section == section]
 
 
-def test_gather_on_a_running_installation(ops_env, api):
-    b = create_backup(ops_env.settings, tag="status")
+def test_gather_on_a_running_installation(ops_env, api, tmp_path):
+    # the copy folder on another file system than the data (tmpfs), as a share would be
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == ops_env.settings.data_dir.stat().st_dev:
+        pytest.skip("needs a second file system for the backup copy (/dev/shm)")
+    copy_dir = Path(tempfile.mkdtemp(dir=shm))
+    b = create_backup(with_values(ops_env.settings, backup_copy_dir=str(copy_dir)),
+                      tag="status")
     verify_backup(ops_env.settings, b)
     ui = WsStub()
     listener = socket.create_server(("127.0.0.1", 0))  # Nginx's port (only a TCP check)
@@ -94,7 +107,8 @@ def test_gather_on_a_running_installation(ops_env, api):
         assert scheduling.try_scheduler_lock(holder, ops_env.settings.schema)
         s = with_values(ops_env.settings, api_port=int(api.url.rsplit(":", 1)[1]),
                         ui_port=ui.port, nginx_listen="127.0.0.1",
-                        nginx_port=listener.getsockname()[1], disk_min_free_gb=0.001)
+                        nginx_port=listener.getsockname()[1], disk_min_free_gb=0.001,
+                        backup_copy_dir=str(copy_dir))
         facts = gather(s)
         lines = assess(facts, limits_from(s))
     finally:
