@@ -6,12 +6,15 @@ Only `ledger` modules run SQL; this class picks the right one and turns a lost d
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from fmw.settings import Settings
-from ledger import access, audit, reports, runs, sla
+from ledger import access, audit, latency, reports, runs, sla
 from ledger.access import AllowEntry, ApiKey
 from ledger.audit import AuditEntry, AuditVerification
 from ledger.db import database_url
@@ -43,6 +46,16 @@ class LedgerGateway:
     def listen_allow_list(self, changed: Callable[[], object], stop: threading.Event) -> None:
         """Call `changed` on every allow-list change of this schema until `stop` (blocks)."""
         access.listen_allow_list(self.settings, changed, stop)
+
+    def save_latency(self, rows: Sequence[latency.MinuteRow]) -> int:
+        """Add this process's finished minutes of request latency."""
+        with self._session() as conn:
+            return latency.save(conn, socket.gethostname(), os.getpid(), rows)
+
+    def latency_window(self, since: timedelta,
+                       route_prefix: str = "") -> list[latency.RouteLatency]:
+        with self._session() as conn:
+            return latency.window(conn, since, route_prefix)
 
     def check_key(self, secret: str) -> ApiKey | None:
         with self._session() as conn:

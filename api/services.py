@@ -14,7 +14,7 @@ from typing import Any
 from api.exports import ExportCache
 from api.gateway import LedgerGateway
 from api.launcher import SyncLauncher
-from api.metrics import Metrics
+from api.metrics import LatencyFlusher, Metrics
 from api.respcache import ResponseCache
 from api.security import AllowList, AllowListListener, RateLimiter
 from api.snapshot_watch import SnapshotWatch
@@ -81,6 +81,8 @@ class Services:
 
     #: Applies allow-list changes announced by PostgreSQL (api.security.AllowListListener).
     allow_list_listener: Any = None
+    #: Writes per-minute latency to the ledger (api.metrics.LatencyFlusher).
+    latency_flusher: Any = None
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the snapshot watch, wait for a background sync and the download warm-up to
@@ -89,6 +91,8 @@ class Services:
             self.snapshot_watch.close(min(timeout, 5.0))
         if self.allow_list_listener is not None:
             self.allow_list_listener.close()
+        if self.latency_flusher is not None:
+            self.latency_flusher.close()
         self.launcher.join(timeout)
         if self.exports is not None:
             self.exports.close(timeout)
@@ -131,6 +135,9 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
     )
     allow.load()
     watch.start()
+    save = getattr(gateway, "save_latency", None)
+    if save is not None and svc.latency_flusher is None:
+        object.__setattr__(svc, "latency_flusher", LatencyFlusher(svc.metrics, save).start())
     listen = getattr(gateway, "listen_allow_list", None)
     if listen is not None and svc.allow_list_listener is None:
         object.__setattr__(svc, "allow_list_listener", AllowListListener(listen, allow).start())

@@ -87,6 +87,8 @@ class Facts:
     backup_copy_dir: Path | None = None  # None: backup_copy_dir is not configured
     backup_copy_names: tuple[str, ...] = ()  # complete backups found in the copy folder
     backup_copy_same_disk: bool = False
+    #: (window, v1 requests, worst v1 p95 ms) from the ledger; None: not available
+    latency: tuple[tuple[str, int, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,9 @@ class Limits:
     backup_max_age: timedelta = BACKUP_MAX_AGE
     rehearsal_max_age: timedelta = REHEARSAL_MAX_AGE
 
+
+#: The KPI "v1 p95 < 3 s" (the api_p95 SLA alerts on it; status shows it).
+LATENCY_TARGET_MS = 3000.0
 
 _RUN_LEVEL: dict[str, Level] = {"succeeded": "ok", "partial": "warn", "running": "ok",
                                 "skipped": "ok"}
@@ -151,6 +156,14 @@ def assess(f: Facts, limits: Limits) -> list[Line]:
             text += f" (older than {limits.snapshot_max_age.total_seconds() / 3600:g} h)"
         out.append(Line("snapshot", "warn" if old or f.snapshot_problems else "ok", text))
         out += [Line("snapshot", "warn", problem) for problem in f.snapshot_problems]
+    for label, requests, p95_ms in f.latency or ():
+        if requests:
+            slow = p95_ms > LATENCY_TARGET_MS
+            bound = "over 30 s" if p95_ms == float("inf") else f"at most {p95_ms / 1000:g} s"
+            out.append(Line("api", "warn" if slow else "ok", f"v1 p95 {bound} over the last "
+                            f"{label} ({requests:,} requests, every API process)"))
+        else:
+            out.append(Line("api", "ok", f"no v1 requests in the last {label}"))
     if f.sla_open is None:
         out.append(Line("sla", "warn", "SLA checks are not available in this installation"))
     elif not f.sla_open:
@@ -261,9 +274,25 @@ def _ledger_facts(settings: Settings) -> dict[str, Any]:
                                         r.updated, r.deleted, r.error_summary)
                                 for r in list_runs(conn, 5))
             out.update(_optional(conn, settings))
+            out["latency"] = _latency(conn)
     except FmwError as exc:
         out["database_error"] = str(exc)
     return out
+
+
+def _latency(conn: Any) -> tuple[tuple[str, int, float], ...] | None:
+    """(window, requests, worst v1 route's p95 in ms) for the last 24 h and 30 days."""
+    from ledger import latency
+    try:
+        with conn.transaction():
+            found = []
+            for label, since in (("24 h", timedelta(hours=24)), ("30 days", timedelta(days=30))):
+                rows = latency.window(conn, since, "/api/v1")
+                found.append((label, sum(r.requests for r in rows),
+                              max((r.p95_ms for r in rows), default=0.0)))
+            return tuple(found)
+    except Exception:  # noqa: BLE001 - an older schema: not shown
+        return None
 
 
 def _optional(conn: Any, settings: Settings) -> dict[str, Any]:
@@ -335,6 +364,7 @@ def gather(settings: Settings, now: datetime | None = None) -> Facts:
         backup_verified=max((b.verified for b in backups if b.verified),
                             key=lambda v: str(v.get("at")), default=None),
         next_fire=led["next_fire"], backup_dir=backup_root(settings),
+        latency=led.get("latency"),
         backup_copy_dir=copy_root,
         backup_copy_names=tuple(b.name for b in list_backups(copy_root)) if copy_root else (),
         backup_copy_same_disk=copy_root is not None and _same_disk(copy_root, settings.data_dir),

@@ -83,6 +83,10 @@ def test_a_healthy_installation_is_all_ok():
     ({"backup_copy_dir": None}, "backups", "warn", "every backup is on the data disk"),
     ({"backup_copy_same_disk": True}, "backups", "warn", "on the same disk as the data"),
     ({"backup_copy_names": ("fmw-w",)}, "backups", "warn", "fmw-x has no copy in //nas/fmw"),
+    # issue 13: the v1 p95 from every API process, kept in the ledger
+    ({"latency": (("24 h", 1200, 5000.0),)}, "api", "warn",
+     "v1 p95 at most 5 s over the last 24 h (1,200 requests"),
+    ({"latency": (("30 days", 9, 250.0),)}, "api", "ok", "v1 p95 at most 0.25 s"),
 ])
 def test_each_problem_is_named_with_its_level(change, section, level, words):
     lines = assess(replace(healthy(), **change), LIMITS)
