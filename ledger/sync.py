@@ -19,7 +19,7 @@ import psycopg
 from fmw.errors import FmwError, SourceError, SyncFailed
 from fmw.settings import Settings, SourceConfig
 from ledger import apply as apply_mod
-from ledger import runs
+from ledger import problems, runs
 from ledger.db import connect
 from ledger.normalize import MAPPED_KINDS, MM_TODAY, STAGE_DDL, stage_insert_sql
 from ledger.schema import require_current
@@ -214,6 +214,7 @@ def _execute(conn: psycopg.Connection, settings: Settings, plan: SyncPlan, ctx: 
     progress.phase("write changes and features", sum(delta.values()), time.perf_counter() - t0)
     ctx.counts.update(applied)
     ctx.counts["unchanged"] = outcome.incoming - applied["created"] - applied["updated"]
+    problems.track(conn, run_id, [cfg.name for cfg in plan.sources])
     errors = ctx.counts["rows_bad"] + ctx.counts["conflicts"]
     status: RunStatus = "partial" if errors else "succeeded"
     runs.finish_run(conn, run_id, status, counts=ctx.counts, source_stats=ctx.source_stats,

@@ -89,6 +89,7 @@ class Facts:
     backup_copy_same_disk: bool = False
     #: (window, v1 requests, worst v1 p95 ms) from the ledger; None: not available
     latency: tuple[tuple[str, int, float], ...] | None = None
+    problems: Any = None  # ledger.problems.ProblemSummary; None: not available
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,15 @@ def assess(f: Facts, limits: Limits) -> list[Line]:
             text += f" (older than {limits.snapshot_max_age.total_seconds() / 3600:g} h)"
         out.append(Line("snapshot", "warn" if old or f.snapshot_problems else "ok", text))
         out += [Line("snapshot", "warn", problem) for problem in f.snapshot_problems]
+    if f.problems is not None:
+        p = f.problems
+        text = (f"{p.open:,} bad rows open ({p.new_since:,} new today, {p.fixed_since:,} fixed "
+                "today)")
+        if p.oldest:
+            o = p.oldest[0]
+            text += (f"; oldest: source {o['source']!r}, {o['reason']} (since run "
+                     f"{o['first_run_id']}, {_age(f.now, o['first_seen_at'])})")
+        out.append(Line("data", "warn" if p.open else "ok", text))
     for label, requests, p95_ms in f.latency or ():
         if requests:
             slow = p95_ms > LATENCY_TARGET_MS
@@ -275,9 +285,24 @@ def _ledger_facts(settings: Settings) -> dict[str, Any]:
                                 for r in list_runs(conn, 5))
             out.update(_optional(conn, settings))
             out["latency"] = _latency(conn)
+            out["problems"] = _problems(conn, settings)
     except FmwError as exc:
         out["database_error"] = str(exc)
     return out
+
+
+def _problems(conn: Any, settings: Settings) -> Any:
+    """Bad rows as open items (ledger.problems), "today" in the configured time zone."""
+    from zoneinfo import ZoneInfo
+
+    from ledger import problems
+    start = datetime.now(ZoneInfo(settings.timezone)).replace(hour=0, minute=0, second=0,
+                                                              microsecond=0)
+    try:
+        with conn.transaction():
+            return problems.summary(conn, start, oldest=3)
+    except Exception:  # noqa: BLE001 - an older schema: not shown
+        return None
 
 
 def _latency(conn: Any) -> tuple[tuple[str, int, float], ...] | None:
@@ -364,7 +389,7 @@ def gather(settings: Settings, now: datetime | None = None) -> Facts:
         backup_verified=max((b.verified for b in backups if b.verified),
                             key=lambda v: str(v.get("at")), default=None),
         next_fire=led["next_fire"], backup_dir=backup_root(settings),
-        latency=led.get("latency"),
+        latency=led.get("latency"), problems=led.get("problems"),
         backup_copy_dir=copy_root,
         backup_copy_names=tuple(b.name for b in list_backups(copy_root)) if copy_root else (),
         backup_copy_same_disk=copy_root is not None and _same_disk(copy_root, settings.data_dir),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ledger.db import connect
+from ledger.problems import ProblemSummary
 from ops.backup import create_backup
 from ops.config import with_values
 from ops.rehearse import verify_backup
@@ -87,6 +88,13 @@ def test_a_healthy_installation_is_all_ok():
     ({"latency": (("24 h", 1200, 5000.0),)}, "api", "warn",
      "v1 p95 at most 5 s over the last 24 h (1,200 requests"),
     ({"latency": (("30 days", 9, 250.0),)}, "api", "ok", "v1 p95 at most 0.25 s"),
+    # issue 13: bad rows as open items, oldest first
+    ({"problems": ProblemSummary(8, 0, 1, ({"source": "a", "reason": "MCC '45' is not 3 digits",
+                                            "first_run_id": 3,
+                                            "first_seen_at": NOW - timedelta(days=4)},))},
+     "data", "warn", "8 bad rows open (0 new today, 1 fixed today); oldest: source 'a', MCC '45'"
+     " is not 3 digits (since run 3, 4 days ago)"),
+    ({"problems": ProblemSummary(0, 0, 2, ())}, "data", "ok", "0 bad rows open"),
 ])
 def test_each_problem_is_named_with_its_level(change, section, level, words):
     lines = assess(replace(healthy(), **change), LIMITS)
