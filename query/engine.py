@@ -246,11 +246,11 @@ class Engine:
         return self._stream(spec or QuerySpec(), version, as_of, batch_rows)
 
     def _stream(self, spec: QuerySpec, version: int | None, as_of: date | datetime | None,
-                batch_rows: int, *, lines: str | None = None, neutralise: bool = False
-                ) -> Stream:
-        """A stream of the rows, or of their text `lines` ("csv", "json", "ndjson")."""
+                batch_rows: int, *, lines: str | None = None, neutralise: bool = False,
+                tz: str | None = None) -> Stream:
+        """A stream of the rows, or of their text `lines` ("csv", "json", "ndjson", "xlsx")."""
         snap, prep = self._prepare(spec, version, as_of, page=False)
-        select = None if lines is None else _line_sql(prep, lines, neutralise) + " AS line"
+        select = None if lines is None else _line_sql(prep, lines, neutralise, tz) + " AS line"
         with self._reading(snap):
             reader, close = open_stream(self._con, prep, select, batch_rows=batch_rows,
                                         workers=self.threads)
@@ -259,22 +259,34 @@ class Engine:
 
     def export(self, spec: QuerySpec, fmt: str, *, version: int | None = None,
                as_of: date | datetime | None = None, bom: bool = False,
-               neutralise: bool = False) -> Export:
+               neutralise: bool = False, tz: str | None = None) -> Export:
         """Matching rows encoded as csv, json, ndjson, parquet or xlsx, as bytes chunks.
 
         CSV, JSON and XLSX rows are made by DuckDB inside the query (all threads); Parquet
         encodes the Arrow batches. See `query.textrows`, `query.xlsxrows` and `query.encoders`.
+        With `tz` (an IANA zone), CSV and XLSX time stamps are that zone's wall clock and
+        their headers name it. An XLSX export first counts and measures its rows (one more
+        scan), for the sheet's dimension and column widths.
         """
         if fmt not in CONTENT_TYPES:
             raise ExportError(fmt, f"unknown format; valid: {', '.join(CONTENT_TYPES)}")
         text = fmt in TEXT_FORMATS or fmt == "xlsx"
+        tz = tz if fmt in ("csv", "xlsx") else None
         stream = self._stream(spec, version, as_of, BATCH_ROWS, lines=fmt if text else None,
-                              neutralise=neutralise)
+                              neutralise=neutralise, tz=tz)
         try:
+            if fmt in ("csv", "xlsx"):
+                snap, prep = self._prepare(spec, stream.version, None, page=False)
+                types = [prep.schema.column(c).type for c in prep.columns]
+                headers = [textrows.zone_label(c, t, tz) for c, t in zip(prep.columns, types,
+                                                                          strict=True)]
             if fmt == "csv":
-                chunks = textrows.encode_csv_lines(stream.reader, stream.columns, bom=bom)
+                chunks = textrows.encode_csv_lines(stream.reader, headers, bom=bom)
             elif fmt == "xlsx":
-                chunks = xlsxrows.encode_xlsx_lines(stream.reader, stream.columns)
+                with self._reading(snap):
+                    rows, widths = self._xlsx_layout(prep, headers, types)
+                chunks = xlsxrows.encode_xlsx_lines(stream.reader, headers, rows=rows,
+                                                    widths=widths)
             elif text:
                 chunks = textrows.encode_json_lines(stream.reader, array=fmt == "json")
             else:
@@ -287,6 +299,24 @@ class Engine:
             name += f"-{spec.feature_group}"
         return Export(stream.version, fmt, CONTENT_TYPES[fmt], f"{name}.{fmt}",
                       _closing(chunks, stream), stream.fallback)
+
+    def _xlsx_layout(self, prep: Prepared, headers: Sequence[str], types: Sequence[str]
+                     ) -> tuple[int, list[float]]:
+        """How many rows an export of `prep` has and how wide its columns are, in one scan
+        (the count's, with each column's widest value measured alongside)."""
+        count = prep.count()
+        measures = [xlsxrows.width_sql(c, t) for c, t in zip(prep.columns, types, strict=True)]
+        extra = "".join(f", {m}" for m in measures if m is not None)
+        head = "SELECT count(*) AS n"
+        assert count.sql.startswith(head)
+        cur = self._cursor()
+        row = cur.execute(head + extra + count.sql[len(head):], count.params).fetchone()
+        values = iter((row or (0,))[1:])
+        measured = [None if m is None else next(values, None) for m in measures]
+        rows = max(0, int(row[0] if row else 0) - prep.offset)
+        if prep.limit is not None:
+            rows = min(rows, prep.limit)
+        return rows, xlsxrows.column_widths(headers, types, measured)
 
     def facets(self, spec: QuerySpec, columns: Sequence[str], *, top: int = 10,
                version: int | None = None, as_of: date | datetime | None = None) -> Facets:
@@ -426,13 +456,13 @@ class Engine:
         return name
 
 
-def _line_sql(prep: Prepared, fmt: str, neutralise: bool) -> str:
+def _line_sql(prep: Prepared, fmt: str, neutralise: bool, tz: str | None = None) -> str:
     """The text of one row of `prep` in a text format, as a DuckDB expression."""
     cols = [(c, prep.schema.column(c).type) for c in prep.columns]
     if fmt == "csv":
-        return textrows.csv_line_sql(cols, neutralise=neutralise)
+        return textrows.csv_line_sql(cols, neutralise=neutralise, tz=tz)
     if fmt == "xlsx":
-        return xlsxrows.xlsx_row_sql(cols, neutralise=neutralise)
+        return xlsxrows.xlsx_row_sql(cols, neutralise=neutralise, tz=tz)
     return textrows.json_line_sql(cols, json_columns=JSON_COLUMNS,
                                   end=",\n" if fmt == "json" else "\n")
 

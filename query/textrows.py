@@ -9,8 +9,10 @@ both paths give the same bytes.
 CSV (RFC 4180): fields separated by ``,``, records end with CRLF; text is always quoted with
 ``"`` doubled inside, so a missing value (nothing) differs from empty text (``""``); time
 stamps are ``2026-11-01 09:30:00+00`` (UTC; ``.123456`` before the zone when not whole
-seconds), dates ``2026-11-01``; lists and structs are JSON text. With `neutralise`, a text starting with = + - @ TAB or CR gets a leading ``'``
-(OWASP CSV injection), so a spreadsheet shows it instead of running it.
+seconds), or with `tz` the wall clock there without zone, ``2026-11-01 18:30:00`` (what a
+spreadsheet reads as a date: the header names the zone); dates ``2026-11-01``; lists and
+structs are JSON text. With `neutralise`, a text starting with = + - @ TAB or CR gets a leading
+``'`` (OWASP CSV injection), so a spreadsheet shows it instead of running it.
 
 JSON: one object per row, keys in column order, UTF-8; time stamps ``2026-11-01T09:30:00.000000Z``;
 columns holding JSON text (`json_columns`) are embedded as JSON values when they parse.
@@ -63,15 +65,34 @@ def formula_prefix_sql(expr: str) -> str:
     return f"CASE WHEN regexp_matches({expr}, '{_FORMULA_START}') THEN '''' ELSE '' END"
 
 
+def local_time_sql(expr: str, duckdb_type: str, tz: str) -> str:
+    """A time stamp as the (zone-less) wall clock of the IANA zone `tz`; one without zone is
+    taken as UTC, as FMW stores every time."""
+    t = duckdb_type.upper()
+    aware = expr if "TIME ZONE" in t or t == "TIMESTAMPTZ" else f"timezone('UTC', {expr})"
+    return f"timezone({_literal(tz)}, {aware})"
+
+
+def zone_label(name: str, duckdb_type: str, tz: str | None) -> str:
+    """A column's header: a time stamp's names the zone its wall clock is in."""
+    if tz and duckdb_type.upper().startswith("TIMESTAMP"):
+        return f"{name} ({tz})"
+    return name
+
+
 def _quoted(expr: str, *, neutralise: bool = False) -> str:
     prefix = f"{formula_prefix_sql(expr)}, " if neutralise else ""
     return (f"""CASE WHEN {expr} IS NULL THEN '' """
             f"""ELSE concat('"', {prefix}replace({expr}, '"', '""'), '"') END""")
 
 
-def csv_field_sql(name: str, duckdb_type: str, *, neutralise: bool = False) -> str:
-    """The CSV text of one column (without separator) as a DuckDB expression."""
+def csv_field_sql(name: str, duckdb_type: str, *, neutralise: bool = False,
+                  tz: str | None = None) -> str:
+    """The CSV text of one column (without separator) as a DuckDB expression (`tz`: time
+    stamps as that zone's wall clock)."""
     c, t = _ident(name), duckdb_type.upper()
+    if tz and t.startswith("TIMESTAMP"):
+        return f"coalesce(CAST({local_time_sql(c, t, tz)} AS VARCHAR), '')"
     if _nested(t):
         return _quoted(f"CAST(to_json({c}) AS VARCHAR)")
     if _text(t):
@@ -82,9 +103,11 @@ def csv_field_sql(name: str, duckdb_type: str, *, neutralise: bool = False) -> s
     return f"coalesce(CAST({c} AS VARCHAR), '')"
 
 
-def csv_line_sql(columns: Sequence[tuple[str, str]], *, neutralise: bool = False) -> str:
+def csv_line_sql(columns: Sequence[tuple[str, str]], *, neutralise: bool = False,
+                 tz: str | None = None) -> str:
     """One CSV record (with its CRLF) per row, for (name, DuckDB type) columns."""
-    fields = ", ',', ".join(csv_field_sql(n, t, neutralise=neutralise) for n, t in columns)
+    fields = ", ',', ".join(csv_field_sql(n, t, neutralise=neutralise, tz=tz)
+                            for n, t in columns)
     return f"concat({fields}, chr(13), chr(10))"
 
 
