@@ -90,6 +90,10 @@ def register(subparsers: Any) -> None:
                               "snapshot, SLA, disk, backups")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_status)
+    s = subparsers.add_parser("digest", help="the daily digest (what `fmw status` shows) as one "
+                              "message; --send posts it to sla_webhook_url")
+    s.add_argument("--send", action="store_true", help="post it to the webhook")
+    s.set_defaults(func=cmd_digest)
 
 
 def cmd_nginx_render(args: argparse.Namespace, settings: Settings) -> int:
@@ -238,6 +242,15 @@ def cmd_smoke(args: argparse.Namespace, settings: Settings) -> int:
             render.out(f"  {'PASS' if c.ok else 'FAIL'}  {c.name:<14} {c.detail}")
         render.out("smoke test PASSED" if report.ok else "smoke test FAILED")
     return 0 if report.ok else 1
+
+
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.digest import compose, send
+    body = send(settings) if args.send else compose(settings)
+    render.out(body["text"])
+    if args.send:
+        render.out("sent to sla_webhook_url")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

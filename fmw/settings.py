@@ -116,6 +116,7 @@ class Settings:
     sync_retry_max_delay_s: float = 600.0
     sla_check_interval_s: float = 60.0
     sla_webhook_url: str | None = None
+    digest_time: str = "07:30"
     sla_webhook_timeout_s: float = 10.0
     sla_notify_resolved: bool = True
     service_stop_grace_s: float = 20.0

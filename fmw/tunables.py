@@ -72,6 +72,8 @@ TUNABLES: tuple[Tunable, ...] = (
     Tunable("sync_retry_max_delay_s", "float", 0),
     Tunable("sla_check_interval_s", "float", 1),
     Tunable("sla_webhook_url", "optstr", pattern=_URL, hint="an http(s) URL"),
+    Tunable("digest_time", "str", pattern=r"^(off|([01][0-9]|2[0-3]):[0-5][0-9])$",
+            hint="HH:MM (local time) or 'off'"),
     Tunable("sla_webhook_timeout_s", "float", 0.1),
     Tunable("sla_notify_resolved", "bool"),
     Tunable("service_stop_grace_s", "float", 0),

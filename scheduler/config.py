@@ -7,7 +7,7 @@ not `fmw.settings.Settings` declares them yet; `OpsConfig.from_settings` validat
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,6 +30,7 @@ OPS_DEFAULTS: dict[str, Any] = {
     "sla_notify_resolved": True,
     "service_stop_grace_s": 20.0,
     "pg_watch_interval_s": 10.0,
+    "digest_time": "07:30",
 }
 
 _OFF = ("", "off", "none", "false", "0")
@@ -71,6 +72,8 @@ class OpsConfig:
     stop_grace_s: float = 20.0
     leader_retry_s: float = 30.0
     pg_watch_s: float = 10.0
+    #: When the daily digest goes to the webhook (local time in `timezone`); None: off.
+    digest_at: time | None = None
 
     def with_(self, **changes: Any) -> OpsConfig:
         return replace(self, **changes)
@@ -107,7 +110,18 @@ class OpsConfig:
             notify_resolved=_flag(ops_setting(settings, "sla_notify_resolved")),
             stop_grace_s=_number(settings, "service_stop_grace_s", float, 0),
             pg_watch_s=_number(settings, "pg_watch_interval_s", float, 1),
+            digest_at=_digest_time(settings),
         )
+
+
+def _digest_time(settings: Settings) -> time | None:
+    raw = str(ops_setting(settings, "digest_time") or "off").strip().lower()
+    if raw in _OFF:
+        return None
+    try:
+        return datetime.strptime(raw, "%H:%M").time()
+    except ValueError:
+        raise ConfigError(f"digest_time must be HH:MM or 'off', got {raw!r}") from None
 
 
 def validate_cron(expr: str) -> None:

@@ -48,6 +48,7 @@ CRON_JOB = "sync-cron"
 INTERVAL_JOB = "sync-interval"
 CATCH_UP_JOB = "sync-catchup"
 SLA_JOB = "sla-check"
+DIGEST_JOB = "daily-digest"
 LEADER_JOB = "leader"
 SCHEDULE_JOBS = (CRON_JOB, INTERVAL_JOB)
 
@@ -78,11 +79,13 @@ class SyncScheduler:
     """Runs scheduled, catch-up and API-triggered syncs and the SLA checks."""
 
     def __init__(self, settings: Settings, config: OpsConfig, *, job: Job = sync_and_publish,
-                 metrics: LatencySource | None = None) -> None:
+                 metrics: LatencySource | None = None,
+                 digest: Callable[[], object] | None = None) -> None:
         self.settings = settings
         self.config = config
         self.job = job
         self.metrics = metrics
+        self.digest = digest
         self.stop_event = threading.Event()
         self._aps = BackgroundScheduler(
             timezone=UTC,
@@ -234,6 +237,10 @@ class SyncScheduler:
         self._aps.add_job(self._sla_tick, IntervalTrigger(seconds=cfg.sla_interval_s),
                           id=SLA_JOB, replace_existing=True,
                           next_run_time=now + timedelta(seconds=min(5.0, cfg.sla_interval_s)))
+        if cfg.digest_at is not None and self.digest is not None:
+            self._aps.add_job(self._digest_tick, CronTrigger(
+                hour=cfg.digest_at.hour, minute=cfg.digest_at.minute, timezone=cfg.timezone),
+                id=DIGEST_JOB, replace_existing=True)
         log.info("this process runs the schedule of schema %r", self.settings.schema)
 
     def _schedule_catch_up(self, job_ids: list[str]) -> None:
@@ -251,6 +258,15 @@ class SyncScheduler:
             self._schedule_catch_up([event.job_id])
 
     # -- jobs ----------------------------------------------------------------------------------
+    def _digest_tick(self) -> None:
+        """The daily digest (one webhook message); its failure is logged, never fatal."""
+        if self.digest is None or self.stop_event.is_set():
+            return
+        try:
+            self.digest()
+        except Exception:
+            log.exception("daily digest not sent")
+
     def _fire(self, job_id: str) -> None:
         self._scheduled([job_id], "schedule")
 

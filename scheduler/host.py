@@ -85,6 +85,14 @@ class ServiceHost:
     def url(self) -> str:
         return self.server.url if self.server is not None else ""
 
+    def _digest(self) -> None:
+        """The daily digest to the webhook (when one is configured)."""
+        if not self.config.webhook_url:
+            return
+        from ops.digest import send
+        send(self.settings)
+        log.info("daily digest sent")
+
     def _metrics(self) -> dict[str, Any] | None:
         return self.services.metrics.snapshot() if self.services is not None else None
 
@@ -113,7 +121,8 @@ class ServiceHost:
         overrides: dict[str, Any] = {}
         gateway = LedgerGateway(self.settings)
         if self.with_scheduler:
-            self.scheduler = SyncScheduler(self.settings, self.config, metrics=self._metrics)
+            self.scheduler = SyncScheduler(self.settings, self.config, metrics=self._metrics,
+                                           digest=self._digest)
             overrides["launcher"] = SyncLauncher(self.settings, gateway,
                                                  job=self.scheduler.api_job())
             overrides["scheduler_status"] = self.scheduler.status
