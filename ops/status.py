@@ -90,6 +90,7 @@ class Facts:
     #: (window, v1 requests, worst v1 p95 ms) from the ledger; None: not available
     latency: tuple[tuple[str, int, float], ...] | None = None
     problems: Any = None  # ledger.problems.ProblemSummary; None: not available
+    incidents: Any = None  # ledger.incidents.MonthIncidents; None: not available
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class Limits:
     rehearsal_max_age: timedelta = REHEARSAL_MAX_AGE
 
 
+#: The KPI "Sev-2 at most 1 per month".
+INCIDENTS_PER_MONTH = 1
 #: The KPI "v1 p95 < 3 s" (the api_p95 SLA alerts on it; status shows it).
 LATENCY_TARGET_MS = 3000.0
 
@@ -166,6 +169,14 @@ def assess(f: Facts, limits: Limits) -> list[Line]:
             text += (f"; oldest: source {o['source']!r}, {o['reason']} (since run "
                      f"{o['first_run_id']}, {_age(f.now, o['first_seen_at'])})")
         out.append(Line("data", "warn" if p.open else "ok", text))
+    if f.incidents is not None:
+        i = f.incidents
+        down = f"{int(i.downtime_s // 3600)} h {int(i.downtime_s % 3600 // 60)} min"
+        ilvl: Level = "fail" if i.open else ("warn" if i.count > INCIDENTS_PER_MONTH else "ok")
+        out.append(Line("incidents", ilvl, f"{i.count} this month (target at most "
+                        f"{INCIDENTS_PER_MONTH}), {down} in all"))
+        out += [Line("incidents", "fail", f"open since {_age(f.now, o['opened_at'])}: "
+                     f"{o['kind']} - {o['detail']}") for o in i.open]
     for label, requests, p95_ms in f.latency or ():
         if requests:
             slow = p95_ms > LATENCY_TARGET_MS
@@ -286,6 +297,7 @@ def _ledger_facts(settings: Settings) -> dict[str, Any]:
             out.update(_optional(conn, settings))
             out["latency"] = _latency(conn)
             out["problems"] = _problems(conn, settings)
+            out["incidents"] = _incidents(conn, settings)
     except FmwError as exc:
         out["database_error"] = str(exc)
     return out
@@ -301,6 +313,15 @@ def _problems(conn: Any, settings: Settings) -> Any:
     try:
         with conn.transaction():
             return problems.summary(conn, start, oldest=3)
+    except Exception:  # noqa: BLE001 - an older schema: not shown
+        return None
+
+
+def _incidents(conn: Any, settings: Settings) -> Any:
+    from ledger import incidents
+    try:
+        with conn.transaction():
+            return incidents.this_month(conn, settings.timezone)
     except Exception:  # noqa: BLE001 - an older schema: not shown
         return None
 
@@ -390,6 +411,7 @@ def gather(settings: Settings, now: datetime | None = None) -> Facts:
                             key=lambda v: str(v.get("at")), default=None),
         next_fire=led["next_fire"], backup_dir=backup_root(settings),
         latency=led.get("latency"), problems=led.get("problems"),
+        incidents=led.get("incidents"),
         backup_copy_dir=copy_root,
         backup_copy_names=tuple(b.name for b in list_backups(copy_root)) if copy_root else (),
         backup_copy_same_disk=copy_root is not None and _same_disk(copy_root, settings.data_dir),

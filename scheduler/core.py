@@ -34,7 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from fmw.errors import FmwError, SyncAlreadyRunning, SyncFailed
 from fmw.settings import Settings
-from ledger import scheduling
+from ledger import incidents, scheduling
 from ledger.db import connect
 from ledger.sync import SyncPlan, plan_sync
 from scheduler.config import OpsConfig
@@ -289,6 +289,7 @@ class SyncScheduler:
                 for job_id in job_ids:
                     scheduling.record_fire(c, job_id, fired_at, outcome.run_id if outcome else None,
                                            outcome.status if outcome else "not started")
+                _sync_incident(c, outcome)
         except FmwError as exc:
             log.warning("could not persist the fire time of %s: %s", ", ".join(job_ids), exc)
 
@@ -384,3 +385,16 @@ class SyncScheduler:
             "last_outcome": self.last_outcome.as_json() if self.last_outcome else None,
             "last_sla_error": self.last_sla_error,
         }
+
+
+def _sync_incident(conn: psycopg.Connection, outcome: SyncOutcome | None) -> None:
+    """A scheduled sync that failed past its retries opens an incident; one that applied
+    closes it."""
+    if outcome is None or outcome.status == "failed":
+        detail = (f"scheduled sync failed after {outcome.attempts} attempt(s): {outcome.error}"
+                  if outcome is not None else "scheduled sync could not be started")
+        if incidents.open_incident(conn, "sync", "scheduled", detail):
+            log.error("incident opened: %s", detail)
+    elif outcome.status in ("succeeded", "partial"):
+        if incidents.close_incident(conn, "sync", None, f"run {outcome.run_id} applied"):
+            log.info("incident closed: run %s applied", outcome.run_id)

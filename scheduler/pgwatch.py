@@ -11,11 +11,13 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fmw.errors import FmwError
 from fmw.settings import Settings
-from ledger.db import embedded_alive, revive_embedded
+from ledger import incidents
+from ledger.db import connect, embedded_alive, revive_embedded
 from scheduler.alerts import post_json
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class EmbeddedWatch:
         self.notify = notify
         self.clock = clock
         self.down_since: float | None = None
+        self.down_since_wall: float | None = None
         self.failures = 0
         self.restarts = 0
         self._next_check = 0.0
@@ -66,6 +69,7 @@ class EmbeddedWatch:
             return True
         if self.down_since is None:
             self.down_since = now
+            self.down_since_wall = time.time()
             log.error("ledger unreachable: the embedded PostgreSQL in %s is not running; "
                       "starting it again", self.settings.pg_dir)
             self._send("ledger_unreachable", "FMW ledger unreachable: the embedded PostgreSQL "
@@ -91,8 +95,22 @@ class EmbeddedWatch:
                     down, self.failures, "" if self.failures == 1 else "s")
         self._send("ledger_reachable", f"FMW ledger back: the embedded PostgreSQL runs again "
                    f"after {down:.0f} s")
+        self._record(down)
         self.down_since = None
         self.failures = 0
+
+    def _record(self, down_s: float) -> None:
+        """The outage as an incident, now that the ledger can take it (never fatal)."""
+        start = datetime.fromtimestamp(self.down_since_wall or time.time() - down_s, UTC)
+        end = start + timedelta(seconds=down_s)
+        try:
+            with connect(self.settings, autocommit=True, application_name="fmw-pgwatch") as c:
+                incidents.record_incident(
+                    c, "ledger", str(self.settings.pg_dir), start, end,
+                    f"the embedded PostgreSQL in {self.settings.pg_dir} was down",
+                    f"started again after {down_s:.0f} s ({self.failures} failed start(s))")
+        except Exception as exc:  # an older schema, or down again: the log has it
+            log.error("could not record the ledger outage as an incident: %s", exc)
 
     def _send(self, event: str, text: str) -> None:
         body = {"text": f"{text} [{socket.gethostname()}, schema {self.settings.schema}]",

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from fmw.settings import Settings
-from ledger import latency, sla
+from ledger import incidents, latency, sla
 from ledger.db import connect
 from ledger.sla import RunFacts, SlaDefinition, Violation
 from scheduler.alerts import Event, WebhookError, payload, post_json
@@ -148,6 +148,18 @@ def persisted_latency(conn: psycopg.Connection) -> dict[str, Any] | None:
                         "window": r.requests} for r in rows]}
 
 
+def _stale_incident(conn: psycopg.Connection, name: str, f: Finding) -> None:
+    """A stale snapshot (the freshness SLA violated) is an incident until it is met again."""
+    try:
+        with conn.transaction():
+            if f.ok is False:
+                incidents.open_incident(conn, "stale", name, f.detail)
+            else:
+                incidents.close_incident(conn, "stale", name, f.detail)
+    except psycopg.errors.UndefinedTable:  # an older schema: no incidents table yet
+        pass
+
+
 def check_slas(settings: Settings, config: OpsConfig, metrics: LatencySource | None = None,
                send: Sender = post_json) -> CheckResult:
     """Evaluate every enabled SLA once, record violations and alert.
@@ -177,6 +189,8 @@ def check_slas(settings: Settings, config: OpsConfig, metrics: LatencySource | N
         for d in defs:
             f = evaluate(d, facts, snapshot, settings.timezone)
             findings.append(f)
+            if d.kind == "freshness" and f.ok is not None:
+                _stale_incident(conn, d.name, f)
             was = current.get(d.name)
             if f.ok is False and was is not None:
                 sla.refresh_open(conn, was.id, f.observed, f.detail)

@@ -31,6 +31,8 @@ def test_a_killed_embedded_server_is_restarted_and_alerted_once_each_way(tmp_pat
     settings = Settings(data_dir=tmp_path / "data")
     url = db.database_url(settings)
     try:
+        from ledger.schema import upgrade
+        upgrade(settings)
         with db.connect(settings, url=url) as conn:
             conn.execute("CREATE TABLE kept (v int)")
             conn.execute("INSERT INTO kept VALUES (42)")
@@ -50,6 +52,9 @@ def test_a_killed_embedded_server_is_restarted_and_alerted_once_each_way(tmp_pat
             assert watch.tick() is True and len(hook.bodies) == 2  # no repeat while it runs
         with db.connect(settings) as conn:  # the committed data survived the crash
             assert conn.execute("SELECT v FROM kept").fetchone() == (42,)
+            # issue 13: the outage is an incident with its start and end
+            rows = conn.execute("SELECT kind, closed_at - opened_at FROM incidents").fetchall()
+            assert [r[0] for r in rows] == ["ledger"] and rows[0][1].total_seconds() >= 0
     finally:
         db.stop_embedded(settings)
 
