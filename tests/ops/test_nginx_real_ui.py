@@ -10,6 +10,7 @@ import base64
 import http.client
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -51,7 +52,8 @@ def front(ops_env: OpsEnv) -> Iterator[Front]:
         replace_allow_list(conn, parse_entries([{"cidr": USER, "role": "user", "note": "desk"}]))
     work = ops_env.root / "nginx-real-ui"
     api = start_api(ops_env, ops_env.root / "api-real-ui.log")
-    ui_settings = with_values(ops_env.settings, ui_port=free_port(), ui_base_url_path="/streamlit/")
+    ui_settings = with_values(ops_env.settings, ui_port=free_port(), ui_base_url_path="/streamlit/",
+                              ui_usage_flush_s=0.5)
     log = open(ops_env.root / "ui-real.log", "wb")  # noqa: SIM115 - closed below
     ui = start_ui(ui_settings, ui_config(ui_settings), output=log)
     port = free_port()
@@ -93,3 +95,34 @@ def test_the_streamlit_websocket_upgrades_through_the_proxy(front):
     assert " 101 " in status + " ", status
     assert headers["upgrade"].lower() == "websocket"
     assert headers["sec-websocket-accept"] == accept_key(key)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium")
+def test_a_visit_through_nginx_is_counted_for_its_address_not_unknown(front, ops_env):
+    """Issue 13: page views behind Nginx were recorded as "unknown" (Streamlit reports a
+    loopback peer as None), so weekly active users could not be counted by person."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    with connect(ops_env.settings, autocommit=True) as conn:
+        conn.execute("DELETE FROM ui_page_views")
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{front.port}/streamlit/", timeout=60_000)
+            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
+                                   timeout=60_000)
+        finally:
+            browser.close()
+    deadline = time.monotonic() + 30
+    while True:
+        with connect(ops_env.settings, autocommit=True) as conn:
+            clients = {r[0] for r in conn.execute("SELECT client FROM ui_page_views")}
+        if clients or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    # the browser reached Nginx from 127.0.0.1: that address, as Nginx forwarded it
+    assert clients == {"127.0.0.1"}, clients
