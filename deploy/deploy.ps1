@@ -52,6 +52,9 @@ if (-not $Config) { $Config = Join-Path $Root "fmw.toml" }
 $Live = Join-Path $Root "venv"
 $Venvs = Join-Path $Root "venvs"
 $Stamp = Get-Date -Format "yyyyMMdd-HHmmss"
+$Started = (Get-Date).ToUniversalTime().ToString("o")
+# The wheel's version (fmw-0.2.0-py3-none-any.whl -> 0.2.0), for the deploy record.
+$Version = ((Split-Path $Wheel -Leaf) -split "-")[1]
 $Target = Join-Path $Venvs "fmw-$Stamp"
 $LogDir = Join-Path $Root "logs"
 New-Item -ItemType Directory -Force -Path $LogDir, $Venvs | Out-Null
@@ -138,6 +141,7 @@ try {
     Assert-Ok (Invoke-Fmw $Live smoke --wait $SmokeWait) "fmw smoke"
 } catch {
     Write-Host "DEPLOY FAILED: $_"
+    $Why = "$_"
     if (-not $Previous) {
         Write-Host "first install: nothing to roll back to; fix the cause and run the deploy again"
         Stop-Transcript | Out-Null
@@ -152,6 +156,8 @@ try {
     $rollback += Invoke-Fmw $Live service start
     $rollback += Invoke-Fmw $Live smoke --wait $SmokeWait
     Stop-Transcript | Out-Null
+    # The record, by the version that is live again (one older than this feature skips it).
+    $null = Invoke-Fmw $Live deploy record --version $Version --started $Started --outcome failed --rolled-back --detail $Why
     if ($rollback -ne 0) { Write-Host "ROLLBACK INCOMPLETE: see the log"; exit 2 }
     Write-Host "rolled back to $Previous; the failed venv stays in $Target for inspection"
     exit 1
@@ -163,6 +169,7 @@ Get-ChildItem $Venvs -Directory | Sort-Object Name -Descending |
     Select-Object -Skip ([Math]::Max($KeepVenvs - 2, 0)) |
     ForEach-Object { Remove-Item $_.FullName -Recurse -Force -ErrorAction SilentlyContinue }
 
+$null = Invoke-Fmw $Live deploy record --version $Version --started $Started --outcome succeeded
 Write-Host "deployed $Wheel into $Target"
 Stop-Transcript | Out-Null
 exit 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import time
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,15 @@ def register(subparsers: Any) -> None:
                               "snapshot, SLA, disk, backups")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_status)
+    dp = subparsers.add_parser("deploy", help="deploy records (deploy.ps1 writes them)"
+                               ).add_subparsers(dest="deploy_cmd", required=True)
+    s = dp.add_parser("record", help="record one deploy: version, start, outcome, rollback")
+    s.add_argument("--version", required=True, help="the version deployed (e.g. the wheel's)")
+    s.add_argument("--started", required=True, help="when the deploy started (ISO 8601)")
+    s.add_argument("--outcome", required=True, choices=("succeeded", "failed"))
+    s.add_argument("--rolled-back", action="store_true", help="the previous version is live")
+    s.add_argument("--detail", help="what failed, for the record")
+    s.set_defaults(func=cmd_deploy_record)
     s = subparsers.add_parser("digest", help="the daily digest (what `fmw status` shows) as one "
                               "message; --send posts it to sla_webhook_url")
     s.add_argument("--send", action="store_true", help="post it to the webhook")
@@ -233,6 +242,7 @@ def cmd_smoke(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_age_hours is not None:
         settings = with_values(settings, snapshot_max_age_hours=args.max_age_hours)
     report = smoke(settings, url=args.url, key=key, wait_s=args.wait)
+    _record_smoke(settings, report)
     if args.json:
         print(json.dumps({"url": report.url, "ok": report.ok, "checks": [
             {"name": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks]}))
@@ -242,6 +252,33 @@ def cmd_smoke(args: argparse.Namespace, settings: Settings) -> int:
             render.out(f"  {'PASS' if c.ok else 'FAIL'}  {c.name:<14} {c.detail}")
         render.out("smoke test PASSED" if report.ok else "smoke test FAILED")
     return 0 if report.ok else 1
+
+
+def _record_smoke(settings: Settings, report: Any) -> None:
+    """Keep the result in the ledger for `fmw status` (best effort: a smoke test of a broken
+    installation must still report)."""
+    from ledger.db import connect
+    from ledger.deploys import record_smoke
+    failed = ", ".join(c.name for c in report.checks if not c.ok) or None
+    try:
+        with connect(settings, autocommit=True, application_name="fmw-smoke") as conn:
+            record_smoke(conn, report.url, report.ok, failed)
+    except Exception as exc:  # noqa: BLE001 - the database may be what is broken
+        render.out(f"note: the smoke result was not recorded in the ledger ({exc})")
+
+
+def cmd_deploy_record(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.db import connect
+    from ledger.deploys import record_deploy
+    started = datetime.fromisoformat(args.started.replace("Z", "+00:00"))
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    with connect(settings, autocommit=True, application_name="fmw-deploy") as conn:
+        n = record_deploy(conn, args.version, started, args.outcome, args.rolled_back,
+                          args.detail)
+    render.out(f"deploy {n} recorded: {args.version} {args.outcome}"
+               + (" (rolled back)" if args.rolled_back else ""))
+    return 0
 
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:

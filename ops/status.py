@@ -91,6 +91,7 @@ class Facts:
     latency: tuple[tuple[str, int, float], ...] | None = None
     problems: Any = None  # ledger.problems.ProblemSummary; None: not available
     incidents: Any = None  # ledger.incidents.MonthIncidents; None: not available
+    deploys: Any = None  # (last deploy, last smoke) as dicts; None: not available
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,20 @@ def assess(f: Facts, limits: Limits) -> list[Line]:
             text += (f"; oldest: source {o['source']!r}, {o['reason']} (since run "
                      f"{o['first_run_id']}, {_age(f.now, o['first_seen_at'])})")
         out.append(Line("data", "warn" if p.open else "ok", text))
+    if f.deploys is not None:
+        dep, smk = f.deploys
+        if dep is None:
+            out.append(Line("deploys", "ok", "no deploy recorded yet"))
+        else:
+            took = (dep["finished_at"] - dep["started_at"]).total_seconds()
+            bad = dep["outcome"] != "succeeded"
+            out.append(Line("deploys", "warn" if bad else "ok", f"last deploy {dep['version']} "
+                            f"{dep['outcome']}{' and rolled back' if dep['rolled_back'] else ''} "
+                            f"{_age(f.now, dep['finished_at'])} ({took:.0f} s, {dep['host']})"))
+        if smk is not None:
+            out.append(Line("deploys", "ok" if smk["ok"] else "fail", f"last smoke test "
+                            f"{'passed' if smk['ok'] else 'FAILED (' + str(smk['failed']) + ')'}"
+                            f" {_age(f.now, smk['at'])} ({smk['url']})"))
     if f.incidents is not None:
         i = f.incidents
         down = f"{int(i.downtime_s // 3600)} h {int(i.downtime_s % 3600 // 60)} min"
@@ -298,6 +313,7 @@ def _ledger_facts(settings: Settings) -> dict[str, Any]:
             out["latency"] = _latency(conn)
             out["problems"] = _problems(conn, settings)
             out["incidents"] = _incidents(conn, settings)
+            out["deploys"] = _deploys(conn)
     except FmwError as exc:
         out["database_error"] = str(exc)
     return out
@@ -313,6 +329,15 @@ def _problems(conn: Any, settings: Settings) -> Any:
     try:
         with conn.transaction():
             return problems.summary(conn, start, oldest=3)
+    except Exception:  # noqa: BLE001 - an older schema: not shown
+        return None
+
+
+def _deploys(conn: Any) -> Any:
+    from ledger import deploys
+    try:
+        with conn.transaction():
+            return deploys.last(conn)
     except Exception:  # noqa: BLE001 - an older schema: not shown
         return None
 
@@ -411,7 +436,7 @@ def gather(settings: Settings, now: datetime | None = None) -> Facts:
                             key=lambda v: str(v.get("at")), default=None),
         next_fire=led["next_fire"], backup_dir=backup_root(settings),
         latency=led.get("latency"), problems=led.get("problems"),
-        incidents=led.get("incidents"),
+        incidents=led.get("incidents"), deploys=led.get("deploys"),
         backup_copy_dir=copy_root,
         backup_copy_names=tuple(b.name for b in list_backups(copy_root)) if copy_root else (),
         backup_copy_same_disk=copy_root is not None and _same_disk(copy_root, settings.data_dir),

@@ -61,7 +61,10 @@ def test_deploy_ps1_backs_up_first_checks_last_and_rolls_back_with_the_backup():
     assert first["db upgrade"] < first["service start"] < first["smoke --wait 1"]
     rollback = seq[seq.index("smoke --wait 1") + 1:]
     assert rollback[:2] == ["service stop", "restore 1 --replace --yes --if-schema-changed"]
-    assert rollback[-2:] == ["service start", "smoke --wait 1"]
+    record = "deploy record --version 1 --started 1 --outcome"
+    assert rollback[-4:] == ["service start", "smoke --wait 1",
+                             f"{record} failed --rolled-back --detail 1",  # issue 13
+                             f"{record} succeeded"]
     # Besides fmw, the script runs only Python (to create the venv and pip install the wheel).
     natives = re.findall(r"(?<![&\w])& (\$\w+|\(Join-Path \$\w+ \"Scripts\\python\.exe\"\)|\S+)",
                          PS1)

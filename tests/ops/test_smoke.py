@@ -55,3 +55,24 @@ def test_smoke_fails_with_a_wrong_key(ops_env, api, tmp_path):
     assert checks["health"]["ok"] is False and "401" in checks["health"]["detail"]
     assert checks["dev API"]["ok"] is False and "401" in checks["dev API"]["detail"]
     assert checks["v1 query"]["ok"] is True
+
+
+def test_smoke_results_and_deploys_are_recorded_and_shown_by_status(ops_env, api):
+    """Issue 13: `fmw status` shows the last deploy and the last smoke test, from the ledger."""
+    with connect(ops_env.settings, autocommit=True) as conn:
+        conn.execute("TRUNCATE deploys, smoke_runs")
+    assert fmw(ops_env, "smoke", "--url", api.url).returncode == 0
+    down = f"http://127.0.0.1:{free_port()}"
+    assert fmw(ops_env, "smoke", "--url", down, "--wait", "0").returncode == 1
+    r = fmw(ops_env, "deploy", "record", "--version", "0.2.0", "--started",
+            "2026-12-07T05:00:00Z", "--outcome", "failed", "--rolled-back", "--detail",
+            "fmw smoke failed (exit code 1)")
+    assert r.returncode == 0 and "rolled back" in r.stdout, r.stderr
+    with connect(ops_env.settings, autocommit=True) as conn:
+        smokes = conn.execute("SELECT ok, failed, url FROM smoke_runs ORDER BY id").fetchall()
+    assert smokes[0][0] is True and smokes[1][0] is False and smokes[1][2] == down
+    status = json.loads(fmw(ops_env, "status", "--json").stdout)
+    lines = {ln["text"]: ln["level"] for ln in status["lines"] if ln["section"] == "deploys"}
+    [dep] = [t for t in lines if t.startswith("last deploy 0.2.0 failed and rolled back")]
+    [smk] = [t for t in lines if t.startswith("last smoke test FAILED")]
+    assert lines[dep] == "warn" and lines[smk] == "fail" and down in smk
