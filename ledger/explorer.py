@@ -103,3 +103,49 @@ def open_sla_violations(conn: psycopg.Connection, limit: int = 50) -> list[SlaVi
         "SELECT id, sla_name, kind, opened_at, observed, threshold, detail FROM sla_violations "
         "WHERE closed_at IS NULL ORDER BY opened_at DESC LIMIT %s", (limit,)).fetchall()
     return [SlaViolation(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+
+@dataclass(frozen=True)
+class OpsFigures:
+    """The operations KPIs Home shows beside the data (each None when not available)."""
+
+    problems_open: int | None = None
+    problems_new_today: int | None = None
+    problems_fixed_today: int | None = None
+    oldest_problem: str | None = None
+    incidents_month: int | None = None
+    downtime_month_s: float | None = None
+    incidents_open: int | None = None
+    p95_24h_ms: float | None = None
+    requests_24h: int | None = None
+
+
+def ops_figures(conn: psycopg.Connection, today_start: datetime, timezone: str) -> OpsFigures:
+    """Bad rows open/new/fixed today, this month's incidents and downtime, the v1 p95 over
+    24 h; a part whose table is missing (an older schema) is left None."""
+    from ledger import incidents, latency, problems
+    found: dict[str, object] = {}
+    try:
+        with conn.transaction():
+            p = problems.summary(conn, today_start, oldest=1)
+        found.update(problems_open=p.open, problems_new_today=p.new_since,
+                     problems_fixed_today=p.fixed_since,
+                     oldest_problem=(f"{p.oldest[0]['source']}: {p.oldest[0]['reason']}"
+                                     if p.oldest else None))
+    except psycopg.errors.UndefinedTable:
+        pass
+    try:
+        with conn.transaction():
+            i = incidents.this_month(conn, timezone)
+        found.update(incidents_month=i.count, downtime_month_s=i.downtime_s,
+                     incidents_open=len(i.open))
+    except psycopg.errors.UndefinedTable:
+        pass
+    try:
+        with conn.transaction():
+            rows = latency.window(conn, timedelta(hours=24), "/api/v1")
+        found.update(p95_24h_ms=max((r.p95_ms for r in rows), default=0.0),
+                     requests_24h=sum(r.requests for r in rows))
+    except psycopg.errors.UndefinedTable:
+        pass
+    return OpsFigures(**found)  # type: ignore[arg-type]

@@ -15,12 +15,12 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fmw.settings import Settings
-from ledger.explorer import DayUsage, SlaViolation, UsageSummary, ViewCount
+from ledger.explorer import DayUsage, OpsFigures, SlaViolation, UsageSummary, ViewCount
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class LedgerView:
     read_at: datetime | None = None
     error: str | None = None
     pending: int = 0  # views counted here and not yet written
+    ops: OpsFigures | None = None  # bad rows, incidents, v1 p95 (None: never read)
 
 
 def _ledger_ready(settings: Settings) -> bool:
@@ -67,6 +68,14 @@ class LedgerIO:
             raise ConnectionError("the embedded PostgreSQL is not running")
         with connect(self.settings, autocommit=True, application_name="fmw-ui") as conn:
             return usage_summary(conn, today), open_sla_violations(conn)
+
+    def read_ops(self, today_start: datetime) -> OpsFigures:
+        from ledger.db import connect
+        from ledger.explorer import ops_figures
+        if not _ledger_ready(self.settings):
+            raise ConnectionError("the embedded PostgreSQL is not running")
+        with connect(self.settings, autocommit=True, application_name="fmw-ui") as conn:
+            return ops_figures(conn, today_start, self.settings.timezone)
 
 
 class UsageRecorder:
@@ -135,15 +144,19 @@ class UsageRecorder:
         with self._io_lock:
             try:
                 usage, sla = self.io.read(self.today())
+                read_ops = getattr(self.io, "read_ops", None)
+                start = datetime.combine(self.today(), time(0), tzinfo=self.zone)
+                ops = read_ops(start) if read_ops is not None else None
             except Exception as exc:  # noqa: BLE001 - keep the last figures
                 self._set_error(f"ledger not reachable: {exc}")
                 return False
-            self._view = LedgerView(usage, tuple(sla), self.clock(), None, self.pending)
+            self._view = LedgerView(usage, tuple(sla), self.clock(), None, self.pending, ops)
             return True
 
     def _set_error(self, error: str) -> None:
         v = self._view
-        self._view = LedgerView(v.usage, v.sla, v.read_at, error.splitlines()[0], self.pending)
+        self._view = LedgerView(v.usage, v.sla, v.read_at, error.splitlines()[0], self.pending,
+                                v.ops)
 
     @property
     def pending(self) -> int:
@@ -153,7 +166,7 @@ class UsageRecorder:
     @property
     def view(self) -> LedgerView:
         v = self._view
-        return LedgerView(v.usage, v.sla, v.read_at, v.error, self.pending)
+        return LedgerView(v.usage, v.sla, v.read_at, v.error, self.pending, v.ops)
 
     def local_summary(self) -> UsageSummary:
         """Views and clients counted by this process since it started (PostgreSQL down)."""
