@@ -9,17 +9,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 import fmw.relay as relay
+from ui import timefmt
 from ui.context import client_address, ctx
 from ui.devapi import DevApi, DevApiError
-from ui.widgets import selected_row
+from ui.widgets import selected_row, table_height
 
 KEY = "dev_key"
 FOLLOW = "dev_follow_run"
 DONE = "dev_follow_done"
 ROLES = ["user", "admin"]
+ALLOW_COLUMNS = ["cidr", "role", "note"]
+TIME_FIELDS = ("started_at", "finished_at", "created_at", "quarantined_at", "at")
+#: Text columns whose missing value shows empty (the grid would write "None").
+EMPTY_AS_TEXT = ("error_summary", "finished_at", "trigger", "reason", "note")
+
+
+def allow_frame(entries: list[dict[str, Any]]) -> pd.DataFrame:
+    """The allow list for the editor. Always with its three columns: an editor given no
+    columns has no "add row" button, so the first entry could not be added."""
+    return pd.DataFrame([{c: e.get(c) or ("user" if c == "role" else "") for c in ALLOW_COLUMNS}
+                         for e in entries], columns=ALLOW_COLUMNS).astype(str)
 
 
 def _client_api(base_url: str, key: str) -> DevApi:
@@ -70,10 +83,22 @@ def key_form(base_url: str) -> None:
         st.error(st.session_state["dev_key_error"], icon=":material/key_off:")
 
 
-def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Lists and objects as text, so the grid shows every column."""
-    return [{k: (", ".join(map(str, v)) if isinstance(v, list) else
-                 (str(v) if isinstance(v, dict) else v)) for k, v in r.items()} for r in rows]
+def _cell(k: str, v: Any, tz: str) -> Any:
+    if v is None and k in EMPTY_AS_TEXT:
+        return ""
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    if isinstance(v, dict):
+        return str(v)
+    if k in TIME_FIELDS and isinstance(v, str) and v:
+        return timefmt.fmt(v, tz)
+    return v
+
+
+def _table(rows: list[dict[str, Any]], tz: str = "UTC") -> list[dict[str, Any]]:
+    """Lists and objects as text, so the grid shows every column; times (ISO text from the
+    API) in the configured zone."""
+    return [{k: _cell(k, v, tz) for k, v in r.items()} for r in rows]
 
 
 def show_run(api: DevApi, run_id: int) -> dict[str, Any] | None:
@@ -93,7 +118,8 @@ def show_run(api: DevApi, run_id: int) -> dict[str, Any] | None:
     phases = run.get("phase_seconds") or {}
     if phases:
         st.caption("Phases: " + ", ".join(f"{k} {float(v):.1f} s" for k, v in phases.items()))
-    st.caption(f"started {run.get('started_at') or ''}")
+    st.caption(f"started {timefmt.fmt(run.get('started_at'), ctx().ui.timezone, '')} "
+               f"({timefmt.offset(ctx().ui.timezone)})")
     if not running:
         if status in ("succeeded", "partial"):
             st.success(f"Run {run_id} {status}. The new snapshot shows on every page once it "
@@ -149,9 +175,14 @@ def runs_tab(api: DevApi) -> None:
     shown = ["id", "status", "trigger", "started_at", "finished_at", "rows_read", "created",
              "updated", "deleted", "rows_bad", "conflicts", "error_summary"]
     rows = [{k: r.get(k) for k in shown if k in r} for r in runs]
-    picked = st.dataframe(_table(rows), hide_index=True, on_select="rerun",
-                          selection_mode="single-row", key="dev_runs", height=260,
-                          width="stretch")
+    tz = ctx().ui.timezone
+    st.caption(timefmt.caption(tz))
+    picked = st.dataframe(_table(rows, tz), hide_index=True, on_select="rerun",
+                          selection_mode="single-row", key="dev_runs",
+                          height=table_height(len(rows), 420),
+                          width="stretch", column_config={
+                              k: st.column_config.TextColumn(timefmt.header(k, tz))
+                              for k in ("started_at", "finished_at")})
     run_id = int(str(rows[selected_row(picked) or 0]["id"]))
     try:
         detail = api.run(run_id)
@@ -163,7 +194,7 @@ def runs_tab(api: DevApi) -> None:
     if detail.get("error_summary"):
         st.caption(str(detail["error_summary"]))
     if q:
-        st.dataframe(_table(q), hide_index=True, width="stretch", height=240)
+        st.dataframe(_table(q, tz), hide_index=True, width="stretch", height=240)
 
 
 def allow_tab(api: DevApi) -> None:
@@ -175,10 +206,12 @@ def allow_tab(api: DevApi) -> None:
     st.caption("Who may use the API: networks (CIDR) and their role. "
                + ("Loopback (this machine) is always admin. "
                   if current.get("loopback_allowed") else ""))
-    entries = [{"cidr": e["cidr"], "role": e["role"], "note": e.get("note", "")}
-               for e in current.get("entries", [])]
+    entries = allow_frame(list(current.get("entries", [])))
+    if entries.empty:
+        st.info("The allow list is empty: add the first network with **+** at the top right "
+                "of the table, then save.", icon=":material/playlist_add:")
     edited = st.data_editor(
-        entries or [{"cidr": "", "role": "user", "note": ""}][:0], num_rows="dynamic",
+        entries, num_rows="dynamic", hide_index=True,
         key="dev_allow_editor", width="stretch", column_config={
             "cidr": st.column_config.TextColumn("CIDR", required=True,
                                                 help="e.g. 10.20.0.0/16 or 10.20.1.5"),

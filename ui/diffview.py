@@ -45,12 +45,42 @@ def field_rows(before: dict[str, Any], after: dict[str, Any],
     return out
 
 
-def _text(v: Any) -> str | None:
+def _text(v: Any) -> str:
+    """A value as the grid shows it; nothing (None) is empty, never the word "None"."""
     if v is None:
-        return None
+        return ""
     if isinstance(v, dict | list):
         return json.dumps(v, ensure_ascii=False)
     return str(v)
+
+
+#: What a created or deleted row shows in a change list.
+SUMMARY_FIELDS = ("status", "value")
+SUMMARY_CHARS = 40
+
+
+def _short(v: Any) -> str:
+    text = " ".join(_text(v).split())
+    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
+
+
+def change_summary(before: Any, after: Any, changed: Sequence[str] | None = None) -> str:
+    """One line for a change list: ``status: disabled → enabled · value: 0 → 9``.
+
+    An update lists its changed fields (bookkeeping left out); a created row shows its status
+    and value after (``status: → enabled``), a deleted row before (``status: enabled →``).
+    Empty values stay empty.
+    """
+    b, a = as_dict(before), as_dict(after)
+    if b and a:
+        names = [n for n in (changed or changed_names(field_rows(b, a))) if n not in NOISE]
+    else:
+        names = [n for n in SUMMARY_FIELDS if _text((a or b).get(n))]
+    parts = []
+    for n in names:
+        left, right = _short(b.get(n)), _short(a.get(n))
+        parts.append(f"{n}: " + " ".join(x for x in (left, "→", right) if x))
+    return " · ".join(parts)
 
 
 def changed_names(rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from query import MAX_LIMIT, QuerySpec
-from ui import cache
+from ui import cache, timefmt
 from ui.context import Ctx, ctx
 from ui.diffview import as_dict, side_by_side
 from ui.viewstate import escape
@@ -21,6 +21,19 @@ MATRIX_COLUMNS = ("feature_group", "operator", "country", "mcc", "mnc", "status"
 STATUS_COLORS = {"enabled": "#c8ecd0", "supported": "#c8ecd0", "disabled": "#e6e6e6",
                  "not_supported": "#f6d0d0", "testing": "#fff0b3", "planned": "#d6e4ff"}
 OPS = {"C": "Created", "U": "Updated", "D": "Deleted"}
+UNKNOWN_OPERATOR = "(unknown operator)"
+KEYS = ("feature_group", "operator", "country", "network", "value")
+#: The grid grows with its rows up to about 20 of them; past that it scrolls inside.
+GRID_MAX_PX = 640
+
+
+def grid_height(rows: int) -> int:
+    """The matrix's height: every row up to GRID_MAX_PX (a page's worth at 1366x768)."""
+    return table_height(rows, GRID_MAX_PX)
+
+
+def _values(values: pd.Series) -> str:
+    return ", ".join(sorted({str(v) for v in values.dropna() if str(v) != ""}))
 
 
 def _names(c: Ctx, version: int, group: str | None, search: str) -> list[tuple[str, int]]:
@@ -31,23 +44,34 @@ def _names(c: Ctx, version: int, group: str | None, search: str) -> list[tuple[s
 
 
 def matrix(rows: pd.DataFrame) -> pd.DataFrame:
-    """Operators (with country and MCC-MNC) × status: the number of rows in that status."""
-    frame = rows.assign(operator=rows["operator"].fillna("(unknown operator)"),
+    """Operators (with country, MCC-MNC and the feature's value there) × status: the number of
+    rows in that status. Operators in alphabetical order ignoring case, unknown ones last."""
+    frame = rows.assign(operator=rows["operator"].fillna(UNKNOWN_OPERATOR),
                         country=rows["country"].fillna(""),
                         network=rows["mcc"].fillna("") + "-" + rows["mnc"].fillna(""),
-                        status=rows["status"].fillna("(no status)"))
+                        status=rows["status"].fillna("(no status)"),
+                        value=rows["value"] if "value" in rows else None)
     index = ["operator", "country", "network"]
     if frame["feature_group"].nunique() > 1:
         index.insert(0, "feature_group")
     table = frame.pivot_table(index=index, columns="status", values="identity_hash",
                               aggfunc="count", fill_value=0)
     table.columns = [str(col) for col in table.columns]
-    return table.reset_index()
+    values = frame.groupby(index, dropna=False)["value"].agg(_values)
+    table.insert(0, "value", values.reindex(table.index).fillna(""))
+    table = table.reset_index()
+    order = pd.DataFrame({"unknown": table["operator"] == UNKNOWN_OPERATOR,
+                          "operator": table["operator"].str.casefold(),
+                          "country": table["country"].str.casefold(),
+                          "network": table["network"],
+                          "group": table.get("feature_group", pd.Series("", table.index))})
+    ranked = order.sort_values(["unknown", "operator", "country", "network", "group"],
+                               kind="stable").index
+    return table.loc[ranked].reset_index(drop=True)
 
 
 def _styled(table: pd.DataFrame) -> Any:
-    statuses = [col for col in table.columns if col not in
-                ("feature_group", "operator", "country", "network")]
+    statuses = [col for col in table.columns if col not in KEYS]
 
     def paint(col: pd.Series) -> list[str]:
         color = STATUS_COLORS.get(str(col.name), "#dbe9f6")
@@ -70,10 +94,11 @@ def timeline(c: Ctx, version: int, identity: str, label: str) -> None:
         st.info(f"No change of this row in the snapshot's window (the last {window} days). "
                 f"Older history: `fmw changes --identity {identity[:12]}`.")
         return
-    st.caption(f"{len(changes)} change(s) in the last {window} days, oldest first")
+    st.caption(f"{len(changes)} change(s) in the last {window} days, oldest first · "
+               f"{timefmt.caption(c.ui.timezone)}")
     for i, ch in enumerate(changes):
         op = OPS.get(str(ch["op"]), str(ch["op"]))
-        when = ch["changed_at"].strftime("%Y-%m-%d %H:%M") if ch["changed_at"] else "–"
+        when = timefmt.fmt(ch["changed_at"], c.ui.timezone)
         fields = ch.get("changed_fields") or []
         after, before = as_dict(ch["after_json"]), as_dict(ch["before_json"])
         status = (after or before).get("status")
@@ -140,9 +165,16 @@ def page() -> None:
         st.caption(f"Showing the first {len(rows):,} of {total:,} rows.")
     table = matrix(rows)
     st.dataframe(_styled(table), hide_index=True, width="stretch",
-                 height=table_height(len(table), 320), key="ft_matrix")
-    labels = {f"{r.operator or '(unknown operator)'} · {r.mcc}-{r.mnc} · {r.feature_group}":
-              r.identity_hash for r in rows.itertuples()}
+                 height=grid_height(len(table)), key="ft_matrix",
+                 column_config={"network": st.column_config.TextColumn("MCC-MNC"),
+                                "value": st.column_config.TextColumn(
+                                    "value", help="The feature's value on that network "
+                                    "(codec, version…)")})
+    ordered = rows.assign(_unknown=rows["operator"].isna(),
+                          _op=rows["operator"].fillna("").str.casefold()).sort_values(
+        ["_unknown", "_op", "mcc", "mnc", "feature_group"], kind="stable")
+    labels = {f"{r.operator or UNKNOWN_OPERATOR} · {r.mcc}-{r.mnc} · {r.feature_group}":
+              r.identity_hash for r in ordered.itertuples()}
     by_hash = {h: label for label, h in labels.items()}
     chosen_hash = st.session_state.get("ft_identity")
     index = list(labels).index(by_hash[chosen_hash]) if chosen_hash in by_hash else None

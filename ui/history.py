@@ -12,9 +12,9 @@ import pyarrow as pa
 import streamlit as st
 
 from query import QuerySpec
-from ui import cache
+from ui import cache, timefmt
 from ui.context import Ctx, ctx
-from ui.diffview import as_dict, side_by_side
+from ui.diffview import as_dict, change_summary, side_by_side
 from ui.widgets import (
     arrow_for_display,
     current_version,
@@ -32,17 +32,22 @@ LIST_COLUMNS = ("id", "changed_at", "run_id", "op", "feature_group", "identity_h
                 "changed_fields")
 JSON_COLUMNS = ("id", "before_json", "after_json")
 PAGE_SIZE = 50
+JUMP_ASKED = "hi_jump_asked"
+JUMP_NOTE = "hi_jump_note"
 MODES = ("Changes", "Compare snapshot versions")
 
 
 def change_filters(since: date | None, until: date | None, run: int | None,
-                   group: str | None, ops: list[str]) -> tuple[tuple[str, str], ...]:
-    """The changes-table filters for the History controls (dates are whole days, UTC)."""
+                   group: str | None, ops: list[str], tz: str = "UTC"
+                   ) -> tuple[tuple[str, str], ...]:
+    """The changes-table filters for the History controls (dates are whole days in `tz`,
+    the zone the page shows its times in)."""
     out: list[tuple[str, str]] = []
     if since:
-        out.append(("changed_at__gte", since.isoformat()))
+        out.append(("changed_at__gte", timefmt.day_start(since, tz).isoformat()))
     if until:
-        out.append(("changed_at__lt", (until + timedelta(days=1)).isoformat()))
+        out.append(("changed_at__lt",
+                    timefmt.day_start(until + timedelta(days=1), tz).isoformat()))
     if run:
         out.append(("run_id", str(run)))
     if group:
@@ -52,8 +57,26 @@ def change_filters(since: date | None, until: date | None, run: int | None,
     return tuple(out)
 
 
+def _picked(picked: Any, n: int) -> int:
+    """The selected row, or the first when none is (a selection kept from a longer page
+    points past the end)."""
+    i = selected_row(picked) or 0
+    return i if i < n else 0
+
+
 def _first_page() -> None:
     st.session_state["hi_page"] = 1
+
+
+def _jump() -> None:
+    st.session_state[JUMP_ASKED] = True
+
+
+def jump_page(newer: int, total: int, page_size: int = PAGE_SIZE) -> int:
+    """The page (newest first) holding the first change on or before a day, given `newer`
+    changes after that day; the last page when every change is newer."""
+    pages = max(1, math.ceil(total / page_size))
+    return min(pages, newer // page_size + 1)
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -135,7 +158,13 @@ def changes_tab(c: Ctx, version: int) -> None:
     if not ops:
         st.info("Pick at least one kind of change.")
         return
-    filters = change_filters(since, until, run, g, list(ops))
+    tz = c.ui.timezone
+    filters = change_filters(since, until, run, g, list(ops), tz)
+    if st.session_state.pop(JUMP_ASKED, False) and st.session_state.get("hi_jump"):
+        try:
+            jump_to(c, version, filters, q, st.session_state["hi_jump"], tz)
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, "The jump")
     page_no = int(st.session_state.get("hi_page", 1))
     spec = QuerySpec(table="changes", filters=filters, q=q.strip() or None,
                      columns=LIST_COLUMNS, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
@@ -153,32 +182,71 @@ def changes_tab(c: Ctx, version: int) -> None:
     window = c.engine.snapshot(version).manifest.changes_window_days
     shown = pa.table({
         "id": [r["id"] for r in rows],
-        "changed at": [r["changed_at"] for r in rows],
+        "changed at": pa.array([r["changed_at"] for r in rows], result.rows.schema.field(
+            "changed_at").type),
         "run": [r["run_id"] for r in rows],
         "change": [OP_NAMES.get(r["op"], r["op"]) for r in rows],
         "group": [r["feature_group"] for r in rows],
         "feature": [_label(r) for r in rows],
-        "changed fields": [", ".join(r["changed_fields"] or []) for r in rows],
+        "before → after": [change_summary(r["before_json"], r["after_json"],
+                                          r["changed_fields"]) for r in rows],
     })
     st.caption(f"{total:,} change(s) · newest first · the snapshot holds the last {window} "
-               f"days (older: `fmw changes`) · page {page_no} of {pages}")
-    picked = st.dataframe(arrow_for_display(shown), hide_index=True, on_select="rerun",
-                          selection_mode="single-row", key="hi_table",
-                          height=table_height(len(rows), 280), width="stretch",
-                          column_config={"changed at": st.column_config.DatetimeColumn(
-                              format="YYYY-MM-DD HH:mm")})
-    p1, p2, _ = st.columns([1, 1, 6])
+               f"days (older: `fmw changes`) · page {page_no:,} of {pages:,} · "
+               f"{timefmt.caption(tz)}")
+    note = st.session_state.pop(JUMP_NOTE, None)
+    if note:
+        st.info(note, icon=":material/event:")
+    picked = st.dataframe(timefmt.to_zone(arrow_for_display(shown), tz), hide_index=True,
+                          on_select="rerun", selection_mode="single-row", key="hi_table",
+                          height=table_height(len(rows), 420), width="stretch",
+                          column_config={**timefmt.column_config(["changed at"], tz),
+                                         "id": st.column_config.NumberColumn(width="small"),
+                                         "run": st.column_config.NumberColumn(width="small"),
+                                         "before → after": st.column_config.TextColumn(
+                                             width="large")})
+    pager(page_no, pages)
+    if not rows:
+        st.info("No change matches these filters.")
+        return
+    row = rows[_picked(picked, len(rows))]
+    st.markdown(f"**Change {row['id']}**: {OP_NAMES.get(row['op'], row['op'])} "
+                f"{_label(row)} · run {row['run_id']}")
+    side_by_side(row["before_json"], row["after_json"], row["changed_fields"], key="hi_diff")
+
+
+def jump_to(c: Ctx, version: int, filters: tuple[tuple[str, str], ...], q: str, day: date,
+            tz: str) -> None:
+    """Go to the page holding the newest change on or before `day` (whole days in `tz`)."""
+    def count(extra: tuple[tuple[str, str], ...]) -> int:
+        spec = QuerySpec(table="changes", filters=(*filters, *extra), q=q.strip() or None,
+                         columns=("id",), limit=1)
+        return int(cache.page(c, version, spec).total or 0)
+
+    total = count(())
+    newer = count((("changed_at__gte", timefmt.day_start(day + timedelta(days=1), tz)
+                    .isoformat()),))
+    page_no = jump_page(newer, total, PAGE_SIZE)
+    st.session_state["hi_page"] = page_no
+    if total and newer >= total:
+        st.session_state[JUMP_NOTE] = (f"No change on or before {day:%Y-%m-%d}; the oldest "
+                                       f"changes are on page {page_no:,}.")
+    elif total:
+        st.session_state[JUMP_NOTE] = (f"{day:%Y-%m-%d}: the newest change on or before it is "
+                                       f"row {newer + 1:,}, on page {page_no:,}.")
+
+
+def pager(page_no: int, pages: int) -> None:
+    """Newer / older, a page number, and a day to jump to."""
+    p1, p2, p3, p4, _ = st.columns([1, 1, 1.4, 2, 3], vertical_alignment="bottom")
     p1.button("◀ Newer", disabled=page_no <= 1, key="hi_prev",
               on_click=lambda: st.session_state.update(hi_page=page_no - 1))
     p2.button("Older ▶", disabled=page_no >= pages, key="hi_next",
               on_click=lambda: st.session_state.update(hi_page=page_no + 1))
-    if not rows:
-        st.info("No change matches these filters.")
-        return
-    row = rows[selected_row(picked) or 0]
-    st.markdown(f"**Change {row['id']}**: {OP_NAMES.get(row['op'], row['op'])} "
-                f"{_label(row)} · run {row['run_id']}")
-    side_by_side(row["before_json"], row["after_json"], row["changed_fields"], key="hi_diff")
+    p3.number_input("Page", min_value=1, max_value=pages, step=1, key="hi_page")
+    p4.date_input("Jump to day", value=None, key="hi_jump", format="YYYY-MM-DD",
+                  on_change=_jump, help="Show the page with the newest change on or before "
+                  "this day")
 
 
 def versions_tab(c: Ctx, version: int) -> None:
@@ -186,7 +254,8 @@ def versions_tab(c: Ctx, version: int) -> None:
     if len(infos) < 2:
         st.info("Only one snapshot version is kept, so there is nothing to compare yet.")
         return
-    names = {i.version: f"{i.name} · {i.created_at[:16].replace('T', ' ')} · "
+    tz = c.ui.timezone
+    names = {i.version: f"{i.name} · {timefmt.fmt(i.created_at, tz)} · "
              f"{i.rows:,} rows" + (" (current)" if i.current else "") for i in infos}
     ordered = [i.version for i in infos]
     a, b, cc = st.columns([3, 3, 2])
@@ -218,7 +287,7 @@ def versions_tab(c: Ctx, version: int) -> None:
     picked = st.dataframe(arrow_for_display(shown), hide_index=True, on_select="rerun",
                           selection_mode="single-row", key="hi_vtable",
                           height=table_height(len(rows), 260), width="stretch")
-    row = rows[selected_row(picked) or 0]
+    row = rows[_picked(picked, len(rows))]
     st.markdown(f"**{row['change'].capitalize()}**: {row['feature_name']} · "
                 f"{row['mcc']}-{row['mnc']}")
     side_by_side(row["before_json"], row["after_json"], row["changed_fields"], key="hi_vdiff")

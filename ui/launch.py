@@ -1,7 +1,8 @@
 """Starting the explorer: the Streamlit command line (a plan, tested as data), the child
 process, its readiness check, and a clean stop on Ctrl+C / SIGTERM.
 
-Streamlit runs as a child process (``python -m streamlit run ui/app.py``): its server is
+Streamlit runs as a child process (``python -m streamlit run ui/server.py``, an ``st.App``
+serving the pages of ``ui/app.py`` and the download route, see `ui.server`): its server is
 bound to 127.0.0.1:8501 by default, XSRF protection on, usage statistics off, no file
 watcher, no browser opened. The child reads the same settings: the config file and data dir
 on its command line, the resolved core settings as FMW_* variables (so values given
@@ -32,6 +33,8 @@ from ui.config import UiConfig
 log = logging.getLogger(__name__)
 
 APP = Path(__file__).resolve().with_name("app.py")
+#: What ``streamlit run`` starts: the ASGI app (``st.App``) that serves `APP` and the downloads.
+SERVER = APP.with_name("server.py")
 READY_TIMEOUT_S = 90.0
 
 
@@ -80,7 +83,7 @@ def streamlit_command(settings: Settings, ui: UiConfig, *, python: str = sys.exe
     script: list[str] = ["--data-dir", str(settings.data_dir), "--ui-config", ui.to_json()]
     if settings.config_path is not None:
         script = ["--config", str(settings.config_path), *script]
-    return [python, "-m", "streamlit", "run", str(APP), *streamlit_flags(ui), "--", *script]
+    return [python, "-m", "streamlit", "run", str(SERVER), *streamlit_flags(ui), "--", *script]
 
 
 def child_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:

@@ -7,15 +7,23 @@ render never mixes two snapshots even if a new one is published halfway through.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from query import Engine, Facets, QuerySpec, Result
 from query.errors import UnknownField
+from query.results import Export
 
 COUNT_FIELDS = ("created", "updated", "deleted", "errors")
 ALL_COUNT_FIELDS = ("created", "updated", "deleted", "errors", "runs", "failed_runs")
@@ -25,6 +33,8 @@ WINDOWS: tuple[tuple[str, int, bool], ...] = (
     ("30 days", 30, True),
 )
 TREND_DAYS = 30
+#: Age (seconds) past which a left-over export file is removed.
+STALE_EXPORT_S = 3600
 
 
 @dataclass(frozen=True)
@@ -138,17 +148,78 @@ def schema_names(engine: Engine, version: int, table: str = "features") -> tuple
     return engine.schema(table, version=version).names
 
 
-def export_bytes(engine: Engine, version: int, spec: QuerySpec, fmt: str) -> bytes:
-    """Every row of `spec` (no page) encoded as `fmt`, for a person opening it in Excel.
+def excel_export(engine: Engine, version: int, spec: QuerySpec, fmt: str, tz: str = "UTC"
+                 ) -> Export:
+    """Every row of `spec` (no page) encoded as `fmt` ("xlsx" or "csv"), for a person opening
+    it in Excel, time stamps as the wall clock of `tz` with the zone in their header.
 
-    CSV has a BOM so Excel reads UTF-8, and text starting with = + - @ TAB or CR gets a leading
-    ``'`` (OWASP CSV injection): Excel would otherwise run it as a formula. XLSX keeps the text
-    unchanged, as it stores every text as an inline string, which Excel never evaluates (an
-    apostrophe there would show). The API keeps its output raw unless ``neutralise=1``.
+    XLSX is the one that opens as the data is: text (codes such as MNC ``05``, formula-like
+    text, Korean) is stored as text and never evaluated, numbers as numbers, times as dates.
+    CSV has a BOM so Excel reads UTF-8, and text starting with = + - @ TAB or CR gets a
+    leading ``'`` (OWASP CSV injection): Excel would otherwise run it as a formula. What CSV
+    cannot do: Excel (and LibreOffice) opening it turn digit text into numbers (``05`` -> 5),
+    whatever the quoting; only a formula (``="05"``) or a changed value would prevent it. The
+    API keeps its output raw unless ``neutralise=1``.
     """
-    export = engine.export(spec, fmt, version=version, bom=(fmt == "csv"),
-                           neutralise=(fmt == "csv"))
-    return b"".join(export.chunks)
+    return engine.export(spec, fmt, version=version, bom=(fmt == "csv"),
+                         neutralise=(fmt == "csv"), tz=tz)
+
+
+def export_bytes(engine: Engine, version: int, spec: QuerySpec, fmt: str, tz: str = "UTC"
+                 ) -> bytes:
+    """`excel_export` as one bytes object (small exports and tests)."""
+    return b"".join(excel_export(engine, version, spec, fmt, tz).chunks)
+
+
+def export_file(engine: Engine, version: int, spec: QuerySpec, fmt: str, folder: Path,
+                tz: str = "UTC") -> Path:
+    """`excel_export` written chunk by chunk to a new file in `folder` (memory stays that of
+    one chunk); the caller removes it. Files a stopped process left there an hour ago or
+    earlier are removed first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = time.time() - STALE_EXPORT_S
+    for old in folder.glob("export-*"):
+        with contextlib.suppress(OSError):  # another process's, or in use (Windows)
+            if old.stat().st_mtime < stale:
+                old.unlink()
+    fd, name = tempfile.mkstemp(prefix="export-", suffix=f".{fmt}", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in excel_export(engine, version, spec, fmt, tz).chunks:
+                fh.write(chunk)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+#: Characters Windows does not allow in a file name, and control characters.
+_UNSAFE_NAME = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
+#: A file name's length at most (characters): Windows allows 255, but the folder counts
+#: toward its 260-character paths.
+MAX_NAME = 120
+
+
+def export_name(table: str, version: int, ext: str, *, group: str | None = None,
+                filters: Sequence[tuple[str, str]] = ()) -> str:
+    """A download's file name that says what is in it, safe on Windows, e.g.
+    ``features-volte-country=Germany-status=enabled-v000002.xlsx``.
+
+    Filters are sorted by name (values of one name joined with ``,``); characters Windows
+    refuses become ``_``; a name longer than `MAX_NAME` is cut and ends with a short hash of
+    the whole, so two different views never share a name. Korean stays as it is.
+    """
+    values: dict[str, list[str]] = {}
+    for key, value in filters:
+        values.setdefault(key, []).append(value)
+    parts = [table, *([group] if group else []),
+             *(f"{k}={','.join(v)}" for k, v in sorted(values.items()))]
+    middle = _UNSAFE_NAME.sub("_", "-".join(parts)).strip(" .")
+    tail = f"-v{version:06d}.{ext}"
+    if len(middle) + len(tail) > MAX_NAME:
+        digest = hashlib.sha256(middle.encode()).hexdigest()[:8]
+        middle = middle[:MAX_NAME - len(tail) - 9].rstrip(" .") + "~" + digest
+    return middle + tail
 
 
 def rows_of(engine: Engine, version: int, spec: QuerySpec) -> pa.Table:

@@ -21,8 +21,8 @@ from query.plan import RESERVED, QuerySpec
 FACET_FIELDS: tuple[str, ...] = ("status", "region", "country", "operator")
 #: Columns shown when the URL names none (those missing from a snapshot are skipped).
 DEFAULT_COLUMNS: tuple[str, ...] = (
-    "feature_group", "feature_name", "mcc", "mnc", "status", "value", "operator", "country",
-    "region", "owner", "last_changed_at",
+    "feature_group", "feature_name", "mcc", "mnc", "status", "value", "notes", "operator",
+    "country", "region", "owner", "last_changed_at",
 )
 UI_PARAMS = ("page", "size")
 WIDGET_PARAMS = ("feature_group", "mcc", "mnc", "q", "columns", "order", *FACET_FIELDS)

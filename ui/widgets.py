@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import streamlit as st
@@ -68,6 +69,42 @@ def set_url_params(params: Mapping[str, Sequence[str]], *, keep: Sequence[str] =
         st.query_params.from_dict({k: (v if len(v) > 1 else v[0]) for k, v in wanted.items()})
 
 
+#: Column titles for people (a column not listed: its name with spaces, capitalised).
+HEADERS: dict[str, str] = {
+    "identity_hash": "Identity hash", "row_hash": "Row hash", "feature_group": "Group",
+    "feature_name": "Feature", "mcc": "MCC", "mnc": "MNC", "status": "Status", "value": "Value",
+    "owner": "Owner", "notes": "Notes", "source": "Source",
+    "source_updated_at": "Source updated", "region": "Region", "country": "Country",
+    "country_code": "Country code", "operator": "Operator", "brand": "Brand",
+    "attrs": "Attributes", "first_run_id": "First run", "first_seen_at": "First seen",
+    "last_run_id": "Last run", "last_changed_at": "Last changed",
+}
+
+
+def header(column: str) -> str:
+    """``last_changed_at`` -> ``Last changed``."""
+    return HEADERS.get(column) or column.replace("_", " ").capitalize()
+
+
+def api_origin(browser_url: str | None, headers: Mapping[str, str] | None,
+               base_url_path: str, api_url: str) -> str:
+    """Where the user's browser reaches the v1 API (scheme, host and path prefix, no slash).
+
+    Behind Nginx (a forwarded request) the API sits beside the explorer on the host and path
+    the user came through: ``https://fmw.corp/streamlit/overview`` -> ``https://fmw.corp``
+    (a prefix in front of the explorer's base path is kept). Reached directly, the explorer
+    links to its configured `api_url`.
+    """
+    forwarded = any(k.lower() == "x-forwarded-for" for k in (headers or {}))
+    if not browser_url or not forwarded:
+        return api_url.rstrip("/")
+    parts = urlsplit(browser_url)
+    base = "/" + base_url_path.strip("/") + "/" if base_url_path.strip("/") else ""
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    prefix = path[:path.find(base)] if base and base in path else ""
+    return f"{parts.scheme}://{parts.netloc}{prefix.rstrip('/')}"
+
+
 def seed(key: str, value: Any) -> None:
     """Give a widget its starting value (before it is created)."""
     st.session_state[key] = value
@@ -88,9 +125,9 @@ def arrow_for_display(table: pa.Table) -> pa.Table:
     return pa.table(cols, names=table.column_names)
 
 
-def table_height(rows: int, max_px: int = 420) -> int:
-    """Pixels for a grid of `rows` rows (header included), at most `max_px`."""
-    return min(40 + 35 * max(rows, 1), max_px)
+def table_height(rows: int, max_px: int = 420, row_px: int = 35) -> int:
+    """Pixels for a grid of `rows` rows of `row_px` (header included), at most `max_px`."""
+    return min(40 + row_px * max(rows, 1), max_px)
 
 
 def selected_row(picked: Any) -> int | None:

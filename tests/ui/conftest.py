@@ -20,6 +20,7 @@ from fmw.settings import Settings
 from lake.publish import publish_snapshot
 from ledger.sync import plan_sync, run_sync
 from tests.ledger.helpers import fresh_instance, write_csv
+from tests.ui.browser import browser_page, shots, stack  # noqa: F401 - fixtures for test_browser*
 from ui import context
 
 GROUPS = {"volte": 30, "vonr": 24, "rcs": 12}

@@ -11,7 +11,7 @@ import pytest
 from fmw.errors import ConfigError
 from fmw.settings import Settings
 from ui.config import UI_SETTINGS, UiConfig, normalise_base_path, ui_config
-from ui.launch import APP, check_bind, child_environment, streamlit_command, streamlit_flags
+from ui.launch import APP, SERVER, check_bind, child_environment, streamlit_command, streamlit_flags
 
 
 def with_ui(settings: Settings, **values: object) -> Settings:
@@ -64,7 +64,7 @@ def test_streamlit_is_started_with_xsrf_on_no_telemetry_and_no_watcher(tmp_path)
     s = dataclasses.replace(Settings(data_dir=tmp_path / "d"), config_path=cfg)
     ui = dataclasses.replace(ui_config(s), port=8600, base_url_path="streamlit")
     cmd = streamlit_command(s, ui)
-    assert cmd[:5] == [sys.executable, "-m", "streamlit", "run", str(APP)]
+    assert cmd[:5] == [sys.executable, "-m", "streamlit", "run", str(SERVER)]
     flags = set(streamlit_flags(ui))
     for flag in ("--server.address=127.0.0.1", "--server.port=8600",
                  "--server.baseUrlPath=streamlit", "--server.enableXsrfProtection=true",

@@ -117,7 +117,8 @@ def test_the_dev_pages_calls_are_audited_as_the_person_via_the_explorer(dev: UiE
     127.0.0.1) and the audit row says the call came through the explorer."""
     from ledger.db import connect
     with connect(dev.settings, autocommit=True) as conn:
-        head = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0]
+        top = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
+        head = top[0] if top else 0
     at = unlock(page_app("dev").run(), dev.key)
     assert not at.error, [e.value for e in at.error]
     with connect(dev.settings, autocommit=True) as conn:
@@ -125,3 +126,42 @@ def test_the_dev_pages_calls_are_audited_as_the_person_via_the_explorer(dev: UiE
                             (head,)).fetchall()
     assert rows and all(r[0] == "127.0.0.1" and (r[3] or "").startswith("via explorer")
                         for r in rows), rows
+
+
+def test_an_empty_allow_list_still_has_its_columns_and_an_add_row(dev: UiEnv, api_url: str):
+    """Issue 12 §2: with an empty allow list the editor had no columns and no add button, so
+    the first entry could not be added on the Dev page."""
+    DevApi(api_url, dev.key).put_allow_list([])
+    at = unlock(page_app("dev").run(), dev.key)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    editor = at.data_editor[0]
+    assert list(editor.value.columns) == ["cidr", "role", "note"] and editor.value.empty
+    assert editor.editing_mode == "dynamic"  # the grid's "add row" button
+    assert any("allow list is empty" in i.value for i in at.info)
+    # the first entry, added in the editor (as the grid's + does) and saved
+    at.session_state["dev_allow_editor"] = {
+        "edited_rows": {}, "deleted_rows": [],
+        "added_rows": [{"cidr": "10.20.0.0/16", "role": "user", "note": "first"}]}
+    next(b for b in at.button if b.label == "Save allow list").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("Saved: 1 entries" in s.value for s in at.success)
+    api = DevApi(api_url, dev.key)
+    assert [(e["cidr"], e["role"], e.get("note")) for e in api.allow_list()["entries"]] == [
+        ("10.20.0.0/16", "user", "first")]
+    api.put_allow_list([])
+
+
+def test_run_times_are_shown_in_the_configured_zone(ui_env: UiEnv, api_url: str):
+    """Issue 12 §2: one time zone everywhere, labelled (the runs grid showed raw UTC text)."""
+    from ui import timefmt
+    context.use(ui_env.settings, dataclasses.replace(ui_config(ui_env.settings),
+                                                     api_url=api_url, timezone="Asia/Seoul"))
+    try:
+        at = unlock(page_app("dev").run(), ui_env.key)
+        runs = at.dataframe[0].value
+        raw = {r["id"]: r for r in DevApi(api_url, ui_env.key).runs(50)}
+        for row in runs.to_dict("records"):
+            assert row["started_at"] == timefmt.fmt(raw[row["id"]]["started_at"], "Asia/Seoul")
+        assert any("Times in Asia/Seoul (UTC+09:00)" in c.value for c in at.caption)
+    finally:
+        context._injected = None

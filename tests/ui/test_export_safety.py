@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import time
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import openpyxl
 import pyarrow as pa
 import pytest
 
 from query import Engine, QuerySpec
+from query.errors import QueryError
 from tests.query.conftest import FEATURES_V1, make_settings, write_version
 from ui import reads
 from ui.sql import encoded
@@ -93,3 +97,34 @@ def test_the_explorer_always_neutralises_its_csv(engine: Engine) -> None:
     raw = b"".join(engine.export(QuerySpec(columns=tuple(COLUMNS)), "csv", version=1,
                                  bom=True).chunks)
     assert "@ops" in cells(raw) and "@ops" not in cells(overview_export(engine, "csv"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_downloads_are_written_to_a_file_not_gathered_in_memory(
+        engine: Engine, tmp_path: Path, fmt: str) -> None:
+    """Issue 12 §4: the explorer joined every chunk of a download in memory (a 1M-row CSV
+    took twice its size); the query layer now writes it to a file under data_dir."""
+    path = reads.export_file(engine, 1, QuerySpec(columns=tuple(COLUMNS)), fmt,
+                             tmp_path / "exports", "Asia/Seoul")
+    assert path.parent == tmp_path / "exports" and path.suffix == f".{fmt}"
+    assert path.read_bytes() == reads.export_bytes(engine, 1, QuerySpec(columns=tuple(COLUMNS)),
+                                                   fmt, "Asia/Seoul")
+
+
+def test_a_failed_download_leaves_no_file(engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(QueryError):
+        reads.export_file(engine, 1, QuerySpec(columns=("no_such_column",)), "xlsx",
+                          tmp_path / "exports")
+    assert list((tmp_path / "exports").iterdir()) == []
+
+
+def test_export_files_left_by_a_stopped_process_are_removed(engine: Engine, tmp_path: Path
+                                                            ) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    old, recent = folder / "export-old.csv", folder / "export-recent.csv"
+    for f in (old, recent):
+        f.write_bytes(b"x")
+    os.utime(old, (time.time() - reads.STALE_EXPORT_S - 60,) * 2)
+    made = reads.export_file(engine, 1, QuerySpec(columns=tuple(COLUMNS)), "csv", folder)
+    assert sorted(folder.iterdir()) == sorted([recent, made])

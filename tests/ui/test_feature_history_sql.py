@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -33,10 +34,47 @@ def test_feature_matrix_shows_every_operator_and_its_status(ui_env: UiEnv):
                                   limit=100)).rows.to_pylist()
     assert len(grid) == len(rows) == 5  # i = 7 of the group is "Feature 01 한국어"
     statuses = {r["status"] for r in rows}
-    assert set(grid.columns) == {"operator", "country", "network", *statuses}
+    assert set(grid.columns) == {"operator", "country", "network", "value", *statuses}
     for r in rows:
         line = grid[grid["network"] == f"{r['mcc']}-{r['mnc']}"]
         assert line[r["status"]].tolist() == [1]
+        assert line["value"].tolist() == [r["value"] or ""]
+
+
+def test_the_feature_grid_is_sized_to_its_rows_within_a_bound():
+    """Issue 12 §2: the grid showed 8 of 466 operator rows in a 320 px box."""
+    from ui.feature import GRID_MAX_PX, grid_height
+    assert grid_height(5) == 40 + 5 * 35
+    assert 320 < grid_height(466) == GRID_MAX_PX and grid_height(466) >= 40 + 35 * 16
+
+
+def test_the_matrix_shows_value_and_sorts_operators_ignoring_case_unknown_last():
+    """Issue 12 §2: the grid lacked `value` (codec, version…), and operators sorted by code
+    point put "(unknown operator)" first and "kt" after "SKT"."""
+    rows = pd.DataFrame([
+        {"feature_group": "g", "operator": "SKT", "country": "Korea", "mcc": "450", "mnc": "05",
+         "status": "enabled", "value": "EVS", "identity_hash": "1"},
+        {"feature_group": "g", "operator": None, "country": None, "mcc": "001", "mnc": "02",
+         "status": None, "value": None, "identity_hash": "2"},
+        {"feature_group": "g", "operator": "kt", "country": "Korea", "mcc": "450", "mnc": "08",
+         "status": "disabled", "value": "AMR-WB", "identity_hash": "3"},
+        {"feature_group": "g", "operator": "AT&T", "country": "USA", "mcc": "310", "mnc": "410",
+         "status": "enabled", "value": "v2", "identity_hash": "4"},
+    ])
+    table = matrix(rows)
+    assert table["operator"].tolist() == ["AT&T", "kt", "SKT", "(unknown operator)"]
+    assert table["value"].tolist() == ["v2", "AMR-WB", "EVS", ""]
+    assert list(table.columns) == ["operator", "country", "network", "value", "(no status)",
+                                   "disabled", "enabled"]
+
+
+def test_the_feature_page_grid_has_value_and_its_height(ui_env: UiEnv):
+    at = page_app("feature")
+    at.query_params.update(feature_group="volte", feature_name="Feature 01")
+    at.run()
+    assert not at.exception and not errors(at)
+    grid = at.dataframe[0].value
+    assert "value" in grid.columns and set(grid["value"]) <= {"0", "1", "2"}
 
 
 def test_the_matrix_pivots_operators_by_status():
@@ -48,9 +86,10 @@ def test_the_matrix_pivots_operators_by_status():
     ])
     table = matrix(rows)
     assert table.to_dict("records") == [
-        {"operator": "(unknown operator)", "country": "", "network": "001-02",
+        {"operator": "A", "country": "X", "network": "001-01", "value": "", "(no status)": 0,
+         "enabled": 1},
+        {"operator": "(unknown operator)", "country": "", "network": "001-02", "value": "",
          "(no status)": 1, "enabled": 0},
-        {"operator": "A", "country": "X", "network": "001-01", "(no status)": 0, "enabled": 1},
     ]
 
 
@@ -93,6 +132,58 @@ def test_history_filters_by_run_and_group_and_shows_before_and_after(ui_env: UiE
     assert any("Changed: value" in c.value for c in at.caption)
 
 
+def test_history_list_shows_before_and_after_of_the_changed_fields(ui_env: UiEnv):
+    """Issue 12 §2: the list named the changed fields only; their values were one click away."""
+    at = page_app("history")
+    at.query_params.update(run=str(ui_env.runs[1]))
+    at.run()
+    table = at.dataframe[0].value
+    by_change = table.groupby("change")["before → after"].apply(sorted).to_dict()
+    assert by_change == {
+        "updated": ["status: enabled → disabled", "status: enabled → disabled",
+                    "status: testing → enabled", "value: 0 → 9"],
+        "created": ["status: → testing · value: → 1"],
+        "deleted": ["status: enabled → · value: 2 →", "status: testing → · value: 0 →"]}
+    assert not any("None" in t for t in table["before → after"])
+
+
+def test_empty_values_are_empty_not_none():
+    from ui.diffview import change_summary
+    rows = field_rows({"status": "a", "notes": None}, {"status": "b", "notes": "hello"})
+    assert {r["field"]: (r["before"], r["after"]) for r in rows}["notes"] == ("", "hello")
+    assert change_summary({"notes": None, "value": ""}, {"notes": "x", "value": "1"},
+                          ["notes", "value"]) == "notes: → x · value: → 1"
+    assert change_summary({"status": "on"}, None) == "status: on →"
+
+
+def test_history_jumps_to_a_day_instead_of_paging(ui_env: UiEnv, monkeypatch):
+    """Issue 12 §2: on a large ledger the only way back in time was 1,000 pages of Older."""
+    from ui import history, timefmt
+    monkeypatch.setattr(history, "PAGE_SIZE", 5)
+    tz = ui_env.settings.timezone
+    total = context.engine(ui_env.settings).count(QuerySpec(table="changes"))
+    pages = -(-total // 5)
+    at = page_app("history").run()
+    assert at.number_input(key="hi_page").value == 1
+    today = timefmt.today(tz)
+    at.date_input(key="hi_jump").set_value(today - timedelta(days=1)).run()
+    assert at.number_input(key="hi_page").value == pages  # every change is newer
+    assert any("No change on or before" in i.value for i in at.info)
+    at.date_input(key="hi_jump").set_value(today).run()
+    assert at.number_input(key="hi_page").value == 1
+    assert any(f"{today:%Y-%m-%d}: the newest change on or before it is row 1, on page 1"
+               in i.value for i in at.info)
+    at.number_input(key="hi_page").set_value(3).run()
+    assert len(at.dataframe[0].value) == 5 and "page 3 of" in " ".join(
+        c.value for c in at.caption)
+
+
+def test_jump_page_counts_from_the_newest():
+    from ui.history import jump_page
+    assert [jump_page(n, 1000, 50) for n in (0, 49, 50, 999, 1000)] == [1, 1, 2, 20, 20]
+    assert jump_page(0, 0, 50) == 1
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ({"run": "abc"}, "Run 'abc' is not a run number"),
     ({"since": "yesterday"}, "are not YYYY-MM-DD"),
@@ -120,7 +211,7 @@ def test_field_rows_highlight_only_real_changes():
     assert [(r["field"], r["changed"]) for r in rows] == [
         ("mcc", False), ("status", True), ("last_run_id", False)]
     created = field_rows({}, {"status": "a"})
-    assert created == [{"field": "status", "before": None, "after": "a", "changed": False}]
+    assert created == [{"field": "status", "before": "", "after": "a", "changed": False}]
 
 
 def sql(at, text: str, limit: int | None = None):

@@ -6,6 +6,7 @@ import pytest
 
 from query.filters import parse_filters, split_values
 from ui.viewstate import (
+    DEFAULT_COLUMNS,
     ViewState,
     escape,
     format_advanced,
@@ -14,6 +15,7 @@ from ui.viewstate import (
     query_string,
     validate,
 )
+from ui.widgets import api_origin, header
 
 
 def test_a_url_round_trips_through_the_view_state():
@@ -101,3 +103,30 @@ def test_advanced_filters_parse_and_report_bad_syntax():
     assert problems and "field=value" in problems[0]
     _, problems = parse_advanced("status=enabled")
     assert problems and "own control" in problems[0]
+
+
+def test_notes_are_among_the_default_columns():
+    assert "notes" in DEFAULT_COLUMNS
+
+
+@pytest.mark.parametrize(("column", "title"), [
+    ("feature_name", "Feature"), ("mcc", "MCC"), ("last_changed_at", "Last changed"),
+    ("some_new_field", "Some new field"),
+])
+def test_grid_columns_have_human_titles(column, title):
+    assert header(column) == title
+
+
+@pytest.mark.parametrize(("browser", "headers", "base", "want"), [
+    # behind Nginx: the API beside the explorer, on the host (and prefix) the user came from
+    ("https://fmw.corp.example/streamlit/overview", {"X-Forwarded-For": "10.1.2.3"},
+     "streamlit", "https://fmw.corp.example"),
+    ("https://fmw.corp.example:8443/tools/streamlit/overview",
+     {"x-forwarded-for": "10.1.2.3"}, "streamlit", "https://fmw.corp.example:8443/tools"),
+    ("http://10.0.0.5/overview", {"X-Forwarded-For": "10.1.2.3"}, "", "http://10.0.0.5"),
+    # reached directly (no proxy): the configured API address
+    ("http://127.0.0.1:8501/overview", {}, "", "http://127.0.0.1:8000"),
+    (None, {"X-Forwarded-For": "10.1.2.3"}, "streamlit", "http://127.0.0.1:8000"),
+])
+def test_the_api_link_goes_through_the_host_the_user_came_from(browser, headers, base, want):
+    assert api_origin(browser, headers, base, "http://127.0.0.1:8000/") == want
