@@ -73,7 +73,7 @@ class OpsConfig:
     leader_retry_s: float = 30.0
     pg_watch_s: float = 10.0
     #: When the daily digest goes to the webhook (local time in `timezone`); None: off.
-    digest_at: time | None = None
+    digest_at: time | None = time(7, 30)
 
     def with_(self, **changes: Any) -> OpsConfig:
         return replace(self, **changes)
