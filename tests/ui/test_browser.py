@@ -30,7 +30,10 @@ def test_home_shows_cards_status_and_trend(stack: Stack, browser_page, shots: Pa
     page.get_by_test_id("stMetric").first.wait_for()
     settle(page)
     labels = page.get_by_test_id("stMetricLabel").all_inner_texts()
-    assert labels == ["Created", "Updated", "Deleted", "Errors"]
+    # the operations row shows once the explorer has read the ledger (its background thread)
+    ops = ["Bad rows open", "Incidents this month", "API p95, last 24 h"]
+    assert labels in (["Created", "Updated", "Deleted", "Errors"],
+                      [*ops, "Created", "Updated", "Deleted", "Errors"]), labels
     assert page.get_by_text(f"v{stack.env.versions[1]:06d}").count() >= 1
     assert page.get_by_text(re.compile("fresh: .* old")).count() == 1
     page.screenshot(path=str(shots / "home.png"))
