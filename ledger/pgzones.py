@@ -10,6 +10,7 @@ PostgreSQL builds into its own folder on Linux), so nothing is fetched at run ti
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import time
 from importlib import resources
@@ -72,7 +73,9 @@ def ensure_zone_files(pginstall: Path, source: Path | None = None) -> int:
     if (target / PROBE_ZONE).is_file():
         return 0
     src = source or tzdata_zoneinfo()
-    tmp = target.with_name(f"timezone.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    # pid + a random part: two threads of one process can read the same clock tick (Windows'
+    # monotonic clock moves in ~15 ms steps) and must not share a folder
+    tmp = target.with_name(f"timezone.tmp-{os.getpid()}-{secrets.token_hex(6)}")
     try:
         n = _copy_zones(src, tmp)
         if not (tmp / PROBE_ZONE).is_file():
