@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
+from fmw.authconfig import AuthConfig, parse_auth
 from fmw.errors import ConfigError
 from fmw.tunables import NAMES as TUNABLE_NAMES
 from fmw.tunables import parse_tunables
@@ -145,6 +146,11 @@ class Settings:
     nginx_dev_rate_per_minute: int = 60
     nginx_conn_per_address: int = 50
     nginx_client_timeout_s: int = 10
+    # HTTPS (issue 14): both paths set = a TLS server on nginx_https_port, HTTP redirects to it
+    nginx_tls_cert: str | None = None
+    nginx_tls_key: str | None = None
+    nginx_https_port: int = 443
+    nginx_hsts_max_age_s: int = 31_536_000
     backup_dir: str | None = None
     backup_copy_dir: str | None = None
     backup_keep_days: float = 14.0
@@ -163,6 +169,8 @@ class Settings:
     source_roots: tuple[Path, ...] = ()  # empty: files may be anywhere
     xlsx_max_unpacked_mb: float = 1024.0
     xlsx_max_rows: int = 1_048_576
+    # Sign-on, roles and row scopes (issue 14): the `[auth]` table, see fmw.authconfig.
+    auth: AuthConfig = AuthConfig()
 
     @property
     def snapshots_path(self) -> Path:
@@ -333,7 +341,7 @@ def load_settings(config: Path | str | None = None, data_dir: Path | str | None 
 def _build(raw: dict[str, Any], env: dict[str, str], cfg_path: Path | None, base_dir: Path,
            data_dir_arg: Path | str | None) -> Settings:
     known = {"data_dir", "database_url", "schema", "timezone", "max_bad_share", "snapshots_dir",
-             "sources", "progress", "source_roots"} | TUNABLE_NAMES
+             "sources", "progress", "source_roots", "auth"} | TUNABLE_NAMES
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
@@ -387,7 +395,8 @@ def _build(raw: dict[str, Any], env: dict[str, str], cfg_path: Path | None, base
     return Settings(
         data_dir=data_dir.resolve(), config_path=cfg_path, database_url=url, schema=schema,
         timezone=tz, max_bad_share=share, snapshots_dir=snapshots_dir, sources=sources,
-        progress=bool(progress), source_roots=_source_roots(pick, base_dir), **numbers,
+        progress=bool(progress), source_roots=_source_roots(pick, base_dir),
+        auth=parse_auth(raw.get("auth"), env, base_dir), **numbers,
     )
 
 

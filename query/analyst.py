@@ -12,10 +12,12 @@ the snapshots folder nor change its configuration, whatever the statement says.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -51,12 +53,58 @@ def check_statement(con: duckdb.DuckDBPyConnection, text: str) -> str:
     return str(st.query)
 
 
+def check_scoped(con: duckdb.DuckDBPyConnection, query: str, tables: frozenset[str]) -> None:
+    """A scoped user's statement may read only `tables` (views already restricted to the
+    scope) and its own CTEs: no table functions (read_parquet, glob, query_table, ...), no
+    file names, no other schema or catalog (the version's unrestricted views).
+
+    Raises:
+        SqlRejected: naming what is not allowed.
+    """
+    row = con.execute("SELECT json_serialize_sql($1)", [query]).fetchone()
+    tree = json.loads(row[0]) if row else {"error": True}
+    if tree.get("error"):
+        raise SqlRejected("a scoped user may run SELECT statements only (not DESCRIBE, "
+                          "SHOW or SUMMARIZE)")
+    ctes: set[str] = set()
+    refs: list[dict[str, Any]] = []
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            kind = node.get("type")
+            if kind == "SHOW_REF":
+                raise SqlRejected("a scoped user may run SELECT statements only (not "
+                                  "DESCRIBE, SHOW or SUMMARIZE)")
+            if kind == "TABLE_FUNCTION":
+                name = (node.get("function") or {}).get("function_name", "a table function")
+                raise SqlRejected(f"{name}() is not available to a scoped user; read the "
+                                  f"views {', '.join(sorted(tables))}")
+            if kind == "BASE_TABLE":
+                refs.append(node)
+            cte_map = node.get("cte_map")
+            if isinstance(cte_map, dict):
+                ctes.update(str(e.get("key", "")).lower() for e in cte_map.get("map", []))
+            stack.extend(node.values())
+    for ref in refs:
+        name = str(ref.get("table_name", ""))
+        if ref.get("schema_name") or ref.get("catalog_name") or (
+                name.lower() not in tables and name.lower() not in ctes):
+            where = ".".join(str(ref[k]) for k in ("catalog_name", "schema_name", "table_name")
+                             if ref.get(k))
+            raise SqlRejected(f"{where} is not available to a scoped user; read the views "
+                              f"{', '.join(sorted(tables))}")
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, schema: str, version: int, text: str, *,
-            limit: int, timeout_s: float, max_bytes: int = DEFAULT_SQL_MAX_BYTES) -> SqlResult:
+            limit: int, timeout_s: float, max_bytes: int = DEFAULT_SQL_MAX_BYTES,
+            only_tables: frozenset[str] | None = None) -> SqlResult:
     """Run analyst SQL with `schema` (the version's views) as the default schema.
 
     Args:
@@ -64,6 +112,7 @@ def run_sql(con: duckdb.DuckDBPyConnection, schema: str, version: int, text: str
         timeout_s: the query is interrupted after this long.
         max_bytes: at most this many bytes of Arrow data are kept; reading stops before the
             batch that would pass it (`SqlResult.over_bytes` says so).
+        only_tables: a scoped user's statement may read only these views (`check_scoped`).
 
     Raises:
         BadValue, SqlRejected, QueryTimeout.
@@ -76,6 +125,8 @@ def run_sql(con: duckdb.DuckDBPyConnection, schema: str, version: int, text: str
         raise BadValue("max_bytes", max_bytes,
                        f"must be between {MIN_SQL_BYTES} and {MAX_SQL_BYTES}")
     query = check_statement(con, text)
+    if only_tables is not None:
+        check_scoped(con, query, only_tables)
     cur = con.cursor()  # its own: USE and an interrupt must not touch other queries
     timer = threading.Timer(timeout_s, cur.interrupt)
     timer.daemon = True

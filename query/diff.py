@@ -13,6 +13,7 @@ from query.fields import TableSchema
 from query.filters import Params, ident
 from query.plan import source_sql
 from query.results import Diff
+from query.scope import RowScope
 from query.snapshot import Snapshot
 
 #: Bookkeeping columns that change with every write and are not the row's content.
@@ -30,16 +31,20 @@ def _files(snap: Snapshot, group: str | None) -> list[str]:
 
 
 def diff_sql(old_files: list[str], new_files: list[str], old: TableSchema, new: TableSchema,
-             group: str | None, params: Params) -> str:
+             group: str | None, params: Params, *, scope: RowScope | None = None) -> str:
     """A query over (change, identity_hash, group, name, mcc, mnc, changed_fields, before_json,
     after_json) of the rows that differ."""
     common = [c for c in old.names if c in new.names]
     compared = [c for c in common if c not in NOT_COMPARED]
     a_src = source_sql("features", old_files, params, old)
     b_src = source_sql("features", new_files, params, new)
-    where = ""
+    preds = []
     if group is not None:
-        where = f" WHERE feature_group = {params.add(group)}"
+        preds.append(f"feature_group = {params.add(group)}")
+    allowed = scope.predicate("features", params) if scope is not None else None
+    if allowed is not None:
+        preds.append(allowed)
+    where = " WHERE " + " AND ".join(preds) if preds else ""
     checks = ", ".join(
         f"CASE WHEN a.{ident(c)} IS DISTINCT FROM b.{ident(c)} THEN {_lit(c)} END"
         for c in compared) or "NULL"
@@ -69,30 +74,40 @@ def _lit(text: str) -> str:
 
 def diff_versions(cur: duckdb.DuckDBPyConnection, old: Snapshot, new: Snapshot,
                   old_schema: TableSchema, new_schema: TableSchema, *,
-                  feature_group: str | None = None, limit: int = 1000, offset: int = 0) -> Diff:
+                  feature_group: str | None = None, limit: int = 1000, offset: int = 0,
+                  scope: RowScope | None = None) -> Diff:
     """Counts of added/removed/changed features and up to `limit` of those rows, ordered by
     group, name, mcc, mnc.
 
+    With `scope`, both sides are read through it: a row that left the scope is "removed",
+    one that entered it "added"; nothing out of scope is shown or counted.
+
     Raises:
-        BadValue: limit/offset out of range; UnknownGroup: the group is in neither version.
+        BadValue: limit/offset out of range; UnknownGroup: the group is in neither version
+            (or not in the scope).
     """
     if not 0 <= limit <= MAX_DIFF_ROWS:
         raise BadValue("limit", limit, f"must be between 0 and {MAX_DIFF_ROWS}")
     if offset < 0:
         raise BadValue("offset", offset, "must not be negative")
-    if feature_group is not None and feature_group not in old.groups() | new.groups():
-        raise UnknownGroup(feature_group, sorted(old.groups() | new.groups()))
+    known = sorted(old.groups() | new.groups())
+    if scope is not None:
+        known = scope.visible_groups(known)
+    if feature_group is not None and feature_group not in known:
+        raise UnknownGroup(feature_group, known)
     old_files, new_files = _files(old, feature_group), _files(new, feature_group)
 
     p = Params()
-    body = diff_sql(old_files, new_files, old_schema, new_schema, feature_group, p)
+    body = diff_sql(old_files, new_files, old_schema, new_schema, feature_group, p,
+                    scope=scope)
     counts = dict.fromkeys(("added", "removed", "changed"), 0)
     for change, n in cur.sql(f"SELECT change, count(*) FROM ({body}) GROUP BY change",
                              params=p.values).fetchall():
         counts[str(change)] = int(n)
 
     p = Params()
-    body = diff_sql(old_files, new_files, old_schema, new_schema, feature_group, p)
+    body = diff_sql(old_files, new_files, old_schema, new_schema, feature_group, p,
+                    scope=scope)
     order = ", ".join(ident(c) for c in (*SHOWN, "identity_hash")
                       if c in old_schema.names and c in new_schema.names)
     rows = cur.sql(f"SELECT * FROM ({body}) ORDER BY {order} NULLS LAST "

@@ -29,10 +29,12 @@ from query.errors import (
     BadValue,
     ExportError,
     QueryError,
+    UnknownGroup,
     UnknownTable,
     UnknownVersion,
 )
 from query.fields import JSON_COLUMNS, TableSchema
+from query.filters import Params
 from query.paging import CursorState, decode_cursor, encode_cursor
 from query.plan import DEFAULT_LIMIT, Prepared, QuerySpec, Statement, prepare
 from query.results import (
@@ -48,6 +50,7 @@ from query.results import (
     VersionInfo,
 )
 from query.schemas import describe, view_select
+from query.scope import SCOPED_TABLES, RowScope
 from query.snapshot import Resolver, Snapshot, SnapshotReadError
 from query.streams import open_stream
 
@@ -108,6 +111,8 @@ class Engine:
         self._lock = threading.Lock()
         self._schemas: dict[tuple[int, str], TableSchema] = {}
         self._views: set[int] = set()
+        self._scoped_groups: dict[tuple[int, str], dict[str, int]] = {}
+        self._scoped_views: set[tuple[int, str]] = set()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
 
@@ -159,10 +164,35 @@ class Engine:
                                    v == current))
         return out
 
-    def groups(self, *, version: int | None = None, as_of: date | datetime | None = None
-               ) -> dict[str, int]:
-        """Feature groups and their row counts."""
-        return self.snapshot(version, as_of).groups()
+    def groups(self, *, version: int | None = None, as_of: date | datetime | None = None,
+               scope: RowScope | None = None) -> dict[str, int]:
+        """Feature groups and their row counts (with `scope`: the groups and rows in it)."""
+        snap = self.snapshot(version, as_of)
+        if scope is None:
+            return snap.groups()
+        return self.scoped_groups(snap, scope)
+
+    def scoped_groups(self, snap: Snapshot, scope: RowScope) -> dict[str, int]:
+        """The groups of `snap` with rows in `scope`, and how many (cached per version)."""
+        key = (snap.version, scope.key)
+        cached = self._scoped_groups.get(key)
+        if cached is not None:
+            return cached
+        names = scope.visible_groups(sorted(snap.groups()))
+        counts: dict[str, int] = {}
+        if names:
+            spec = QuerySpec(scope=scope)
+            _, prep = self._prepare(spec, snap.version, None, page=True)
+            p = Params()
+            st = f"SELECT feature_group AS g, count(*) AS n{prep._scope(p)} GROUP BY ALL"
+            with self._reading(snap):
+                for g, n in self._cursor().execute(st, p.values).fetchall():
+                    counts[str(g)] = int(n)
+        out = {g: counts[g] for g in names if counts.get(g)}
+        if len(self._scoped_groups) > 256:
+            self._scoped_groups.clear()
+        self._scoped_groups[key] = out
+        return out
 
     def schema(self, table: str = "features", *, version: int | None = None,
                as_of: date | datetime | None = None) -> TableSchema:
@@ -341,20 +371,24 @@ class Engine:
         return Facets(snap.version, total, tuple(out), snap.fallback)
 
     def diff(self, from_version: int, to_version: int | None = None, *,
-             feature_group: str | None = None, limit: int = 1000, offset: int = 0) -> Diff:
+             feature_group: str | None = None, limit: int = 1000, offset: int = 0,
+             scope: RowScope | None = None) -> Diff:
         """Features added, removed and changed between two versions (to: current)."""
         old = self.snapshot(from_version)
         new = self.snapshot(to_version)
         return diff.diff_versions(self._cursor(), old, new, self._schema(old, "features"),
                                   self._schema(new, "features"), feature_group=feature_group,
-                                  limit=limit, offset=offset)
+                                  limit=limit, offset=offset, scope=scope)
 
     def sql(self, text: str, *, limit: int = 10_000, timeout_s: float = 30.0,
             max_bytes: int = analyst.DEFAULT_SQL_MAX_BYTES, version: int | None = None,
-            as_of: date | datetime | None = None) -> SqlResult:
+            as_of: date | datetime | None = None, scope: RowScope | None = None) -> SqlResult:
         """Run one read-only statement (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE) over the views
         features, changes, runs, daily_counts, name_map, mcc_mnc_map of a version. Reading
         stops before the rows kept pass `max_bytes` of Arrow data (`SqlResult.over_bytes`).
+
+        With `scope`, the statement reads views restricted to the scope (features, changes,
+        mcc_mnc_map) and nothing else: no table functions, files or other schemas.
 
         Raises:
             SqlRejected: not one read-only statement, or DuckDB refused it (e.g. a file outside
@@ -362,8 +396,30 @@ class Engine:
         """
         snap = self.snapshot(version, as_of)
         schema = self._ensure_views(snap)
+        only = None
+        if scope is not None:
+            schema = self._ensure_scoped_views(snap, schema, scope)
+            only = frozenset(SCOPED_TABLES)
         return analyst.run_sql(self._con, schema, snap.version, text, limit=limit,
-                               timeout_s=timeout_s, max_bytes=max_bytes)
+                               timeout_s=timeout_s, max_bytes=max_bytes, only_tables=only)
+
+    def _ensure_scoped_views(self, snap: Snapshot, base: str, scope: RowScope) -> str:
+        """A schema of views over `base` restricted to `scope` (the tables a scope applies
+        to, nothing else), made once per version and scope."""
+        name = f"{base}_s{scope.key}"
+        with self._lock:
+            if (snap.version, scope.key) not in self._scoped_views:
+                cur = self._con.cursor()
+                try:
+                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
+                    for table in SCOPED_TABLES:
+                        where = scope.predicate(table, None)
+                        cur.execute(f"CREATE OR REPLACE VIEW {name}.{table} AS SELECT * FROM "
+                                    f"{base}.{table}" + (f" WHERE {where}" if where else ""))
+                finally:
+                    cur.close()
+                self._scoped_views.add((snap.version, scope.key))
+        return name
 
     def write_catalog(self, path: Path, *, version: int | None = None) -> Path:
         """A DuckDB database file with views over a version's files (for DBeaver, Jupyter)."""
@@ -422,11 +478,29 @@ class Engine:
                                 "start again without a cursor") from None
         else:
             snap = self.snapshot(version, as_of)
-        files = snap.files(spec.table, spec.feature_group)
+        files = self._files(snap, spec)
         with self._reading(snap):
             schema = self._schema(snap, spec.table)
         return snap, prepare(spec, version=snap.version, files=files, schema=schema,
                              cursor=state, page=page)
+
+    @staticmethod
+    def _files(snap: Snapshot, spec: QuerySpec) -> list[str]:
+        """The files a spec reads: with a row scope, only its groups' (an out-of-scope group
+        is unknown, and the error lists only groups in scope)."""
+        scope = spec.scope
+        if scope is None or spec.table != "features":
+            return snap.files(spec.table, spec.feature_group)
+        if spec.feature_group is not None:
+            if not scope.allows_group(spec.feature_group):
+                raise UnknownGroup(spec.feature_group,
+                                   scope.visible_groups(sorted(snap.groups())),
+                                   version=snap.version)
+            return snap.files(spec.table, spec.feature_group)
+        if scope.groups() is None:
+            return snap.files(spec.table)
+        return [f for g in scope.visible_groups(sorted(snap.groups()))
+                for f in snap.files(spec.table, g)]
 
     def _schema(self, snap: Snapshot, table: str) -> TableSchema:
         key = (snap.version, table)
@@ -450,6 +524,10 @@ class Engine:
                         cur.execute(f"CREATE OR REPLACE VIEW {name}.{table} AS {select}")
                     for v in gone:  # versions retention deleted
                         cur.execute(f"DROP SCHEMA IF EXISTS {version_name(v)} CASCADE")
+                        for sv, key in [k for k in self._scoped_views if k[0] == v]:
+                            cur.execute(f"DROP SCHEMA IF EXISTS {version_name(sv)}_s{key} "
+                                        "CASCADE")
+                            self._scoped_views.discard((sv, key))
                 finally:
                     cur.close()
                 self._views = (self._views - gone) | {snap.version}

@@ -112,3 +112,13 @@ class ExportError(QueryError):
         self.fmt = fmt
         self.reason = reason
         super().__init__(f"cannot export as {fmt}: {reason}")
+
+
+class OutOfScope(QueryError):
+    """A scoped user asked for a table the row scope cannot be applied to."""
+
+    def __init__(self, table: str, valid: Iterable[str]) -> None:
+        self.table = table
+        self.valid = tuple(valid)
+        super().__init__(f"table {table!r} is not available to a scoped user; "
+                         f"available: {_listing(self.valid)}")

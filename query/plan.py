@@ -21,6 +21,7 @@ from query.paging import (
     order_sql,
     parse_order,
 )
+from query.scope import RowScope
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -51,6 +52,9 @@ class QuerySpec:
     limit: int | None = None
     offset: int = 0
     cursor: str | None = None
+    #: The caller's row scope (None: every row). Set by the server from the caller's identity,
+    #: never from request parameters.
+    scope: RowScope | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]],
@@ -129,10 +133,15 @@ class Prepared:
     offset: int
     after: tuple[Any, ...] | None
     fingerprint: str
+    scope: RowScope | None = None
 
     def _scope(self, params: Params, *, keyset: bool = True, row_numbers: bool = False) -> str:
         """``FROM ... WHERE ...`` with this query's filters (values added to `params`)."""
         preds = compile_filters(self.conditions, self.schema, params)
+        if self.scope is not None:
+            allowed = self.scope.predicate(self.table, params)
+            if allowed is not None:
+                preds.insert(0, allowed)
         if self.group is not None:
             preds.insert(0, f"{ident(PARTITION_COLUMN)} = {params.add(self.group)}")
         search = compile_search(self.q, self.schema, params)
@@ -177,7 +186,7 @@ class Prepared:
         offset = p.add(self.offset)
         order = order_sql(self.keys)
         if self.in_file_order and not self.conditions and not (self.q or "").strip():
-            # Unfiltered listing: find the page's (group, row number) first, then read only
+            # Unfiltered listing (a row scope's predicate stays in `scope`): find the page's (group, row number) first, then read only
             # those rows' columns; DuckDB would otherwise decode every column of every row
             # (a million-row first page: ~100 ms instead of ~10 ms).
             g, r = ident(PARTITION_COLUMN), ident(ROW_NUMBER)
@@ -253,6 +262,8 @@ def prepare(spec: QuerySpec, *, version: int, files: Sequence[str], schema: Tabl
     """
     if spec.table not in TABLES:
         raise UnknownTable(spec.table, TABLES)
+    if spec.scope is not None:
+        spec.scope.predicate(spec.table, Params())  # OutOfScope before anything else
     conds = parse_filters(spec.filters)
     compile_filters(conds, schema, Params())  # validate now, not on first use
     compile_search(spec.q, schema, Params())
@@ -276,7 +287,7 @@ def prepare(spec: QuerySpec, *, version: int, files: Sequence[str], schema: Tabl
     if not 0 <= spec.offset <= MAX_OFFSET:
         raise BadValue("offset", spec.offset, f"must be between 0 and {MAX_OFFSET}")
     fp = fingerprint(spec.table, spec.feature_group, sorted(spec.filters), spec.q or "",
-                     [k.spec for k in keys])
+                     [k.spec for k in keys], *([spec.scope.key] if spec.scope else []))
     after = None
     if cursor is not None:
         if spec.offset:
@@ -293,5 +304,5 @@ def prepare(spec: QuerySpec, *, version: int, files: Sequence[str], schema: Tabl
     return Prepared(
         version=version, table=spec.table, group=spec.feature_group, files=tuple(files),
         schema=schema, conditions=conds, q=spec.q, columns=tuple(columns), keys=keys,
-        limit=limit, offset=spec.offset, after=after, fingerprint=fp,
+        limit=limit, offset=spec.offset, after=after, fingerprint=fp, scope=spec.scope,
     )
