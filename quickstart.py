@@ -8,6 +8,7 @@ Extra arguments are passed on (`python quickstart.py test -k sync`).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,6 +43,10 @@ def main(argv: list[str]) -> int:
     run(py, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     extra = ".[test]" if what == "test" else "."
     run(py, "-m", "pip", "install", "--quiet", "-e", extra)
+    npm = shutil.which("npm")
+    if what == "test" and npm and not (ROOT / "tests" / "idp" / "node_modules").is_dir():
+        # The sign-on tests' OpenID Connect provider (tests/idp) runs under Node.js.
+        run(npm, "ci", "--prefix", "tests/idp", "--no-audit", "--no-fund")
     try:
         if what == "demo":
             run(py, "-m", "fmw", *rest, "demo")

@@ -7,8 +7,9 @@ Routes (every one is described in ``GET /api/openapi.json``)::
     POST /api/dev/sync/run                                  start a sync (202 + Location)
     GET  /api/dev/runs, /api/dev/runs/summary, /api/dev/runs/{run_id}
     GET  /api/dev/changes, /api/dev/changes/diff
-    GET|PUT /api/dev/allow_list (= /api/dev/slsi/allow_list)
+    GET|PUT /api/dev/allow_list (= /api/dev/slsi/allow_list), GET|PUT /api/dev/roles
     GET  /api/dev/health, /api/dev/metrics, /api/dev/sla
+    GET  /api/me; GET|POST /api/me/tokens; DELETE /api/me/tokens/{token}   (sign-on only)
     GET  /api/openapi.json, /api/docs
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import falcon
 import falcon.media
 
-from api import dev_admin, dev_runs, docs, errors, v1
+from api import dev_admin, dev_runs, docs, errors, me, v1
 from api.compress import Compress
 from api.middleware import Guard, Observe
 from api.params import json_default
@@ -45,9 +46,13 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/api/dev/changes/diff", "dev.change_diff"),
     ("/api/dev/allow_list", "dev.allow_list"),
     ("/api/dev/slsi/allow_list", "dev.allow_list"),
+    ("/api/dev/roles", "dev.roles"),
     ("/api/dev/health", "dev.health"),
     ("/api/dev/metrics", "dev.metrics"),
     ("/api/dev/sla", "dev.sla"),
+    ("/api/me", "me.who"),
+    ("/api/me/tokens", "me.tokens"),
+    ("/api/me/tokens/{token}", "me.token"),
     ("/api/openapi.json", "docs.openapi"),
     ("/api/docs", "docs.page"),
 )
@@ -77,9 +82,13 @@ def create_app(settings: Settings, services: Services) -> falcon.App:
         "dev.changes": dev_runs.Changes(services),
         "dev.change_diff": dev_runs.ChangeDiff(services),
         "dev.allow_list": dev_admin.AllowList(services),
+        "dev.roles": dev_admin.Roles(services),
         "dev.health": dev_admin.Health(services),
         "dev.metrics": dev_admin.MetricsResource(services),
         "dev.sla": dev_admin.SlaResource(services),
+        "me.who": me.Me(services),
+        "me.tokens": me.Tokens(services),
+        "me.token": me.Token(services),
         "docs.openapi": docs.OpenApi(services),
         "docs.page": docs.DocsPage(services),
     }

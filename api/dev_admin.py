@@ -9,13 +9,15 @@ from typing import Any
 
 import falcon
 
-from api.errors import bad_request
+from api.errors import Problem, bad_request
 from api.params import json_body
 from api.services import Services
-from fmw.errors import FmwError
+from fmw.authconfig import parse_role, role_json
+from fmw.errors import ConfigError, FmwError
 from ledger.access import parse_entries
 
 log = logging.getLogger(__name__)
+MAX_ROLE_ENTRIES = 1000
 
 
 class AllowList:
@@ -55,6 +57,48 @@ class AllowList:
                 log.warning("allow list stored but the Nginx config was not updated: %s", exc)
                 body["nginx"] = {"status": "error", "detail": str(exc)}
         resp.media = body
+
+
+class Roles:
+    """GET/PUT /api/dev/roles: the role map (sign-on). The config's `[[auth.roles]]` are shown
+    and kept; PUT replaces the entries stored in PostgreSQL (applied in every API process
+    within seconds)."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def _role_map(self) -> Any:
+        if self.svc.role_map is None:
+            raise Problem(404, "Not Found", "sign-on is off (auth.mode = 'allowlist'): there "
+                          "is no role map", kind="sign-on-off")
+        return self.svc.role_map
+
+    def _body(self, role_map: Any) -> dict[str, Any]:
+        return {"config": [role_json(r) for r in role_map.config],
+                "entries": [role_json(r) for r in role_map.stored],
+                "last_error": role_map.last_error}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        role_map = self._role_map()
+        role_map.replace(self.svc.gateway.roles())
+        resp.media = self._body(role_map)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        role_map = self._role_map()
+        body = json_body(req)
+        raw = body.get("entries") if isinstance(body, dict) else body
+        if not isinstance(raw, list) or len(raw) > MAX_ROLE_ENTRIES:
+            raise bad_request(f'the body must be {{"entries": [...]}} (at most '
+                              f"{MAX_ROLE_ENTRIES}) of {{group, role, feature_groups?, "
+                              "operators?, mccs?}")
+        try:
+            rules = [parse_role(r, f"entries[{i}]") for i, r in enumerate(raw)]
+        except ConfigError as exc:
+            raise bad_request(exc.reason) from None
+        stored = self.svc.gateway.replace_roles(rules)
+        role_map.replace(stored)
+        req.context.audit_detail = f"role map replaced: {len(stored)} entries"
+        resp.media = self._body(role_map)
 
 
 def _iso(ts: float | None) -> str | None:

@@ -88,6 +88,9 @@ def _query_error(req: falcon.Request, resp: falcon.Response, exc: q.QueryError,
     if isinstance(exc, q.BadValue):
         _raise(Problem(400, "Bad Value", str(exc), kind="bad-value", field=exc.field,
                        reason=exc.reason))
+    if isinstance(exc, q.OutOfScope):
+        _raise(Problem(403, "Forbidden", str(exc), kind="out-of-scope",
+                       valid_tables=list(exc.valid)))
     if isinstance(exc, q.BadCursor):
         _raise(Problem(400, "Bad Cursor", str(exc), kind="bad-cursor"))
     if isinstance(exc, q.SqlRejected | q.ExportError):

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from fmw.authconfig import RoleRule
 from fmw.settings import Settings
-from ledger import access, audit, latency, reports, runs, sla
+from ledger import access, audit, latency, reports, roles, runs, sla, tokens
 from ledger.access import AllowEntry, ApiKey
 from ledger.audit import AuditEntry, AuditVerification
 from ledger.db import database_url
@@ -47,6 +48,11 @@ class LedgerGateway:
         """Call `changed` on every allow-list change of this schema until `stop` (blocks)."""
         access.listen_allow_list(self.settings, changed, stop)
 
+    def listen_changes(self, handlers: dict[str, Callable[[], object]],
+                       stop: threading.Event) -> None:
+        """Call a handler per announced change (allow list, personal tokens) until `stop`."""
+        access.listen(self.settings, handlers, stop)
+
     def save_latency(self, rows: Sequence[latency.MinuteRow]) -> int:
         """Add this process's finished minutes of request latency."""
         with self._session() as conn:
@@ -60,6 +66,31 @@ class LedgerGateway:
     def check_key(self, secret: str) -> ApiKey | None:
         with self._session() as conn:
             return access.check_key(conn, secret)
+
+    def roles(self) -> list[RoleRule]:
+        with self._session() as conn:
+            return roles.load_roles(conn)
+
+    def replace_roles(self, rules: Sequence[RoleRule]) -> list[RoleRule]:
+        with self._session() as conn:
+            roles.replace_roles(conn, rules)
+            return roles.load_roles(conn)
+
+    def check_token(self, secret: str) -> tuple[tokens.PersonalToken | None, str]:
+        with self._session() as conn:
+            return tokens.check(conn, secret)
+
+    def create_token(self, **kwargs: Any) -> tokens.NewToken:
+        with self._session() as conn:
+            return tokens.create(conn, **kwargs)
+
+    def list_tokens(self, subject: str | None) -> list[tokens.PersonalToken]:
+        with self._session() as conn:
+            return tokens.list_for(conn, subject)
+
+    def revoke_token(self, ident: str, subject: str | None) -> tokens.PersonalToken:
+        with self._session() as conn:
+            return tokens.revoke(conn, ident, subject=subject)
 
     def audit(self, entry: AuditEntry) -> int:
         with self._session() as conn:

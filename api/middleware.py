@@ -17,7 +17,9 @@ from typing import Any
 import falcon
 
 from api.errors import Problem, serialize
+from api.me import is_me
 from api.openapi import build_spec
+from api.principal import AuthRefused, Principal, ProviderUnavailable
 from api.services import Services, api_setting
 from fmw import relay
 from ledger.audit import AuditEntry
@@ -25,11 +27,21 @@ from ledger.audit import AuditEntry
 log = logging.getLogger(__name__)
 
 DEV_PREFIX = "/api/dev"
+V1_PREFIX = "/api/v1"
 AUDIT_TEXT_MAX = 2000
 
 
 def is_dev(path: str) -> bool:
     return path == DEV_PREFIX or path.startswith(DEV_PREFIX + "/")
+
+
+def is_v1(path: str) -> bool:
+    return path == V1_PREFIX or path.startswith(V1_PREFIX + "/")
+
+
+def _header_text(text: str) -> str:
+    """`text` safe inside a quoted header parameter (printable ASCII, no quotes)."""
+    return "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "?" for c in text)[:300]
 
 
 def bearer_token(req: falcon.Request) -> str | None:
@@ -84,7 +96,8 @@ class Guard:
         ctx.via = None
         ctx.key_id = None
         ctx.dev = is_dev(req.path)
-        ctx.audit = ctx.dev
+        ctx.me = is_me(req.path)
+        ctx.audit = ctx.dev or (ctx.me and req.method in MUTATING)
         self.svc.allow_list.maybe_refresh()
         if ctx.dev and (_control_chars(req.path) or _control_chars(req.query_string or "")
                         or any(_control_chars(f"{k}={v}") for k, v in req.params.items())):
@@ -108,17 +121,25 @@ class Guard:
                               retry_after_s=round(wait, 3))
         role = self.svc.allow_list.role(ctx.client)
         ctx.role = role
+        ctx.principal = None
         if role is None:
             # one line per refusal, the path escaped by the log formatter (fmw.logs)
             log.warning("refused %s %s %s: address not on the allow list", ctx.client,
                         req.method, req.path[:AUDIT_TEXT_MAX])
             raise Problem(403, "Forbidden", f"address {ctx.client} is not on the allow list",
                           kind="address-not-allowed", client=ctx.client)
+        if ctx.dev and role != "admin":
+            raise Problem(403, "Forbidden", f"the dev API needs an admin address; "
+                          f"{ctx.client} is a user address", kind="admin-only",
+                          client=ctx.client)
+        if self.svc.signon is not None and (ctx.dev or ctx.me or is_v1(req.path)):
+            ctx.principal = self._sign_on(req)
+            if ctx.principal.via == "key":
+                ctx.key_id = getattr(ctx.principal, "token_id", None)
+            return
+        ctx.principal = Principal(None, None, "admin" if role == "admin" else "viewer", None,
+                                  "address")
         if ctx.dev:
-            if role != "admin":
-                raise Problem(403, "Forbidden", f"the dev API needs an admin address; "
-                              f"{ctx.client} is a user address", kind="admin-only",
-                              client=ctx.client)
             token = bearer_token(req)
             key = self.svc.gateway.check_key(token) if token else None
             if key is None:
@@ -127,6 +148,26 @@ class Guard:
                               "create NAME`)", kind="api-key",
                               headers={"WWW-Authenticate": 'Bearer realm="fmw-dev"'})
             ctx.key_id = key.id
+
+    def _sign_on(self, req: falcon.Request) -> Principal:
+        """The caller's identity from its bearer credential (``auth.mode = "oidc"``)."""
+        ctx = req.context
+        try:
+            who = self.svc.signon.principal(bearer_token(req), dev=ctx.dev)
+        except AuthRefused as exc:
+            if exc.status == 403:
+                raise Problem(403, "Forbidden", exc.reason, kind="role-refused") from None
+            log.warning("sign-on refused %s %s %s: %s", ctx.client, req.method,
+                        req.path[:AUDIT_TEXT_MAX], exc.reason)
+            raise Problem(401, "Unauthorized", exc.reason, kind="token-refused", headers={
+                "WWW-Authenticate": f'Bearer realm="fmw", error="invalid_token", '
+                                    f'error_description="{_header_text(exc.reason)}"'}) from None
+        except ProviderUnavailable as exc:
+            log.error("sign-on impossible: %s", exc)
+            raise Problem(503, "Identity Provider Unavailable", "the identity provider cannot "
+                          "be reached to check your token; retry shortly",
+                          kind="provider-unavailable", headers={"Retry-After": "30"}) from None
+        return who
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          params: dict[str, Any]) -> None:
@@ -143,7 +184,7 @@ class Guard:
                               f"{', '.join(map(repr, unknown))}; valid: "
                               f"{', '.join(sorted(known)) or '(none)'}", kind="unknown-parameter",
                               parameter=unknown[0], valid_parameters=sorted(known))
-        if not (ctx.dev and req.method in MUTATING and resource is not None
+        if not ((ctx.dev or ctx.me) and req.method in MUTATING and resource is not None
                 and hasattr(resource, f"on_{req.method.lower()}")):
             return
         try:
@@ -181,9 +222,12 @@ def entry_for(req: falcon.Request, status: int, detail: str | None) -> AuditEntr
     via = getattr(ctx, "via", None)
     if via:
         detail = f"via explorer {via}" + (f"; {detail}" if detail else "")
+    who = getattr(ctx, "principal", None)
     return AuditEntry(client=ctx.client, method=req.method, path=req.path[:AUDIT_TEXT_MAX],
                       query=(req.query_string or "")[:AUDIT_TEXT_MAX], status=status,
-                      key_id=getattr(ctx, "key_id", None), detail=detail)
+                      key_id=getattr(ctx, "key_id", None), detail=detail,
+                      subject=who.subject if who is not None else None,
+                      user_name=who.name if who is not None and who.subject else None)
 
 
 class Observe:

@@ -96,6 +96,15 @@ def _dev(summary: str, responses: dict[str, Any] | None = None,
                                                    "content": _json()}}), **_ERRORS_DEV}}
 
 
+def _me(summary: str, responses: dict[str, Any] | None = None,
+        params: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    """A /api/me operation: the provider's sign-on (auth.mode = "oidc"); 404 when it is off."""
+    return {"summary": summary, "tags": ["me"], "security": [{"signOn": []}],
+            "parameters": params or [], **extra,
+            "responses": {**(responses or {"200": {"description": "OK", "content": _json()}}),
+                          "401": PROBLEM, "403": PROBLEM, "404": PROBLEM}}
+
+
 _CHANGE_PARAMS = [
     _q("since", {"type": "string", "format": "date-time"}, "Changes at or after (ISO 8601)."),
     _q("until", {"type": "string", "format": "date-time"}, "Changes before (ISO 8601)."),
@@ -107,6 +116,15 @@ _CHANGE_PARAMS = [
     _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (100)."),
     _q("cursor", {"type": "integer", "minimum": 0}, "Change id to continue after."),
 ]
+
+_ROLES_BODY = {"type": "object", "required": ["entries"], "properties": {"entries": {
+    "type": "array", "maxItems": 1000, "items": {
+        "type": "object", "required": ["group", "role"], "properties": {
+            "group": {"type": "string", "minLength": 1, "maxLength": 256},
+            "role": {"type": "string", "enum": ["viewer", "scoped", "admin"]},
+            "feature_groups": {"type": "array", "items": {"type": "string"}},
+            "operators": {"type": "array", "items": {"type": "string"}},
+            "mccs": {"type": "array", "items": {"type": "string"}}}}}}}
 
 _ALLOW_BODY = {"type": "object", "required": ["entries"], "properties": {"entries": {
     "type": "array", "items": {"$ref": "#/components/schemas/AllowEntry"}}}}
@@ -167,6 +185,19 @@ def build_spec(groups: list[str] | None = None) -> dict[str, Any]:
             _q("format", {"type": "string", "enum": ["json", "prometheus"]}, "Output.")])},
         "/api/dev/sla": {"get": _dev("SLA definitions, open and recent violations", {
             "200": {"description": "SLA report", "content": _json()}})},
+        "/api/me": {"get": _me("Who am I: name, role, row scope, how I signed in")},
+        "/api/me/tokens": {
+            "get": _me("My personal API tokens (never their secrets)"),
+            "post": _me("Make a personal API token (the secret is in the answer, once)", {
+                "201": {"description": "Made", "content": _json()}, "400": PROBLEM},
+                requestBody={"required": True, "content": _json({
+                    "type": "object", "required": ["name"], "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                        "days": {"type": "integer", "minimum": 1}}})})},
+        "/api/me/tokens/{token}": {"delete": _me("Revoke one of my tokens", {
+            "200": {"description": "Revoked", "content": _json()}, "404": PROBLEM}, params=[
+            {"name": "token", "in": "path", "required": True,
+             "schema": {"type": "string", "maxLength": 20}, "description": "Prefix or id."}])},
         "/api/openapi.json": {"get": {"summary": "This document", "tags": ["docs"],
                                       "responses": {"200": {"description": "OpenAPI 3.1",
                                                             "content": _json()}}}},
@@ -180,6 +211,11 @@ def build_spec(groups: list[str] | None = None) -> dict[str, Any]:
                     requestBody={"required": True, "content": _json(_ALLOW_BODY)}),
     }
     paths["/api/dev/allow_list"] = allow_ops
+    paths["/api/dev/roles"] = {
+        "get": _dev("The role map (sign-on): the config's entries and the stored ones"),
+        "put": _dev("Replace the stored role map entries (the config's stay)",
+                    requestBody={"required": True, "content": _json(_ROLES_BODY)}),
+    }
     paths["/api/dev/slsi/allow_list"] = {
         k: {**v, "summary": v["summary"] + " (alias)"} for k, v in allow_ops.items()}
     return {
@@ -193,8 +229,13 @@ def build_spec(groups: list[str] | None = None) -> dict[str, Any]:
                                 "Errors are RFC 9457 problem JSON."},
         "paths": paths,
         "components": {
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
-                                           "description": "`fmw apikey create NAME`"}},
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer",
+                           "description": "`fmw apikey create NAME`"},
+                "signOn": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "With auth.mode = 'oidc': an access token from the "
+                                          "identity provider, or a personal API token "
+                                          "(fmwp_..., read-only v1)"}},
             "responses": {"Problem": {"description": "RFC 9457 problem", "content": {
                 "application/problem+json": {"schema": {
                     "$ref": "#/components/schemas/Problem"}}}}},

@@ -83,6 +83,10 @@ class Services:
     allow_list_listener: Any = None
     #: Writes per-minute latency to the ledger (api.metrics.LatencyFlusher).
     latency_flusher: Any = None
+    #: Sign-on (api.signon.SignOn) when `auth.mode = "oidc"`; None: addresses only.
+    signon: Any = None
+    #: The role map: config plus the Dev page's entries (api.rolemap.RoleMap), with sign-on.
+    role_map: Any = None
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the snapshot watch, wait for a background sync and the download warm-up to
@@ -133,12 +137,29 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
         snapshot_watch=watch,
         **overrides,
     )
+    if settings.auth.oidc and svc.signon is None:
+        from api.rolemap import RoleMap
+        from api.signon import SignOn
+        role_map = svc.role_map or RoleMap(settings.auth.roles, gateway.roles,
+                                           backup=settings.data_dir / "api" / "role_map.json")
+        role_map.load()
+        object.__setattr__(svc, "role_map", role_map)
+        object.__setattr__(svc, "signon", SignOn(settings.auth, check_token=gateway.check_token,
+                                                  check_key=gateway.check_key,
+                                                  rules=role_map.rules))
     allow.load()
     watch.start()
     save = getattr(gateway, "save_latency", None)
     if save is not None and svc.latency_flusher is None:
         object.__setattr__(svc, "latency_flusher", LatencyFlusher(svc.metrics, save).start())
     listen = getattr(gateway, "listen_allow_list", None)
+    if svc.signon is not None and hasattr(gateway, "listen_changes"):
+        from ledger.access import ALLOW_LIST_CHANNEL
+        from ledger.roles import ROLES_CHANNEL
+        from ledger.tokens import TOKENS_CHANNEL
+        handlers = {ALLOW_LIST_CHANNEL: allow.load, TOKENS_CHANNEL: svc.signon.forget,
+                    ROLES_CHANNEL: svc.role_map.load}
+        listen = lambda _changed, stop: gateway.listen_changes(handlers, stop)  # noqa: E731
     if listen is not None and svc.allow_list_listener is None:
         object.__setattr__(svc, "allow_list_listener", AllowListListener(listen, allow).start())
     return svc

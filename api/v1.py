@@ -8,6 +8,7 @@ given, in which case they return that page. Every response carries ``X-Total-Cou
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -28,6 +29,7 @@ from query.errors import UnknownGroup
 from query.fields import JSON_COLUMNS
 from query.paging import decode_cursor
 from query.plan import QuerySpec
+from query.scope import RowScope
 from query.snapshot import Snapshot, SnapshotReadError
 
 #: Parameters of the API itself; every other parameter is a filter of the query layer.
@@ -112,10 +114,13 @@ def _pairs(req: falcon.Request) -> list[tuple[str, str]]:
     return out
 
 
-def etag_for(version: int, path: str, fmt: str, pairs: list[tuple[str, str]]) -> str:
-    """Weak ETag: the snapshot version and the normalised request (sorted parameters)."""
+def etag_for(version: int, path: str, fmt: str, pairs: list[tuple[str, str]],
+             scope: RowScope | None = None) -> str:
+    """Weak ETag: the snapshot version, the normalised request (sorted parameters) and the
+    caller's row scope (the same URL answers differently per scope)."""
     norm = "&".join(f"{k}={v}" for k, v in sorted(p for p in pairs if p[0] != "download"))
-    digest = hashlib.sha256(f"{path}|{fmt}|{norm}".encode()).hexdigest()[:24]
+    seen = f"|scope={scope.key}" if scope is not None else ""
+    digest = hashlib.sha256(f"{path}|{fmt}|{norm}{seen}".encode()).hexdigest()[:24]
     return f'W/"v{version}-{digest}"'
 
 
@@ -166,12 +171,16 @@ class Features:
                 close()
             resp.stream = None
 
-    def _group(self, feature_group: str | None, snap: Snapshot) -> str | None:
+    def _group(self, feature_group: str | None, snap: Snapshot,
+               scope: RowScope | None) -> str | None:
         if feature_group is None:
             return None
-        if not params.GROUP_RE.match(feature_group) or feature_group not in snap.groups():
-            raise UnknownGroup(feature_group, snap.groups(), version=snap.version)
-        return feature_group
+        groups = snap.groups()
+        if (params.GROUP_RE.match(feature_group) and feature_group in groups
+                and (scope is None or scope.allows_group(feature_group))):
+            return feature_group
+        known = list(groups) if scope is None else scope.visible_groups(sorted(groups))
+        raise UnknownGroup(feature_group, known, version=snap.version)
 
     def _handle(self, req: falcon.Request, resp: falcon.Response,
                 feature_group: str | None) -> None:
@@ -198,11 +207,13 @@ class Features:
             snap = self.engine.snapshot(decode_cursor(cursor).version)
         else:
             snap = self.engine.snapshot(version, as_of)
-        group = self._group(feature_group, snap)
+        who = getattr(req.context, "principal", None)
+        scope: RowScope | None = who.scope if who is not None else None
+        group = self._group(feature_group, snap, scope)
         pinned = version is not None or as_of is not None or bool(cursor)
         if not pinned:
             warm(self.svc)
-        etag = etag_for(snap.version, req.path, fmt, pairs)
+        etag = etag_for(snap.version, req.path, fmt, pairs, scope)
         modified = _created(snap)
         resp.set_header("X-Snapshot-Version", str(snap.version))
         resp.etag = etag
@@ -215,19 +226,24 @@ class Features:
         if _not_modified(req, etag, modified):
             resp.status = falcon.HTTP_304
             return
-        spec = QuerySpec.from_params(pairs, feature_group=group, ignore=API_PARAMS)
+        spec = dataclasses.replace(QuerySpec.from_params(pairs, feature_group=group,
+                                                         ignore=API_PARAMS), scope=scope)
         use_version = snap.version if not cursor or version is not None else None
         paged = fmt == "json" or spec.limit is not None or spec.cursor is not None
         if download:
             resp.downloadable_as = f"features_{group or 'all'}_{snap.name}.{fmt}"
         resp.content_type = CONTENT_TYPES[fmt]
         fresh = _wants_fresh(req)
+        if scope is not None and (download or not paged):
+            # every export of a scoped user is audited, with the user (api.middleware)
+            req.context.audit = True
+            req.context.audit_detail = f"export {fmt} by a scoped user ({scope.text()})"[:500]
         if paged:
             self._page(req, resp, spec, fmt, use_version, etag, fresh, bom=bom,
                        neutralise=neutralise)
             return
         whole = not (pinned or spec.filters or spec.q or spec.columns or spec.order
-                     or spec.offset or spec.limit is not None)
+                     or spec.offset or spec.limit is not None or scope is not None)
         if whole and not fresh:
             self._whole(req, resp, snap, group, fmt, bom=bom, neutralise=neutralise)
         else:

@@ -117,14 +117,19 @@ class RssPoller(threading.Thread):
             time.sleep(0.05)
 
 
-def start_server(workdir: Path, port: int, database_url: str) -> subprocess.Popen[bytes]:
+def start_server(workdir: Path, port: int, database_url: str, *, folder: Path | None = None,
+                 env_extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`fmw serve` on `port` over `workdir`'s snapshots; its data folder, log (and any
+    fmw.toml named by FMW_CONFIG in `env_extra`) in `folder` (default: `workdir`)."""
+    folder = folder or workdir
     env = {**os.environ, "FMW_SNAPSHOTS_DIR": str(workdir / "snapshots"),
-           "FMW_DATA_DIR": str(workdir / "data"), "FMW_DATABASE_URL": database_url,
+           "FMW_DATA_DIR": str(folder / "data"), "FMW_DATABASE_URL": database_url,
            "PYTHONPATH": str(ROOT)}
     env.pop("FMW_CONFIG", None)
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed with the process
+    env.update(env_extra or {})
+    log = open(folder / "server.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([sys.executable, "-c", SERVE, "serve", "--port", str(port)],
-                            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -132,7 +137,7 @@ def start_server(workdir: Path, port: int, database_url: str) -> subprocess.Pope
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"server exited: see {workdir / 'server.log'}") from None
+                raise SystemExit(f"server exited: see {folder / 'server.log'}") from None
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("server did not start within 60 s")

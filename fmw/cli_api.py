@@ -1,5 +1,5 @@
 """CLI commands of the HTTP API: `fmw serve`, `fmw apikey create|list|revoke`,
-`fmw audit verify|anchor`.
+`fmw token list|revoke` (users' personal API tokens), `fmw audit verify|anchor`.
 
 `register(subparsers)` adds them to the `fmw` parser (see fmw/cli.py); each handler is a thin
 front over `api.server`, `ledger.access` and `ledger.audit`.
@@ -35,6 +35,17 @@ def register(subparsers: Any) -> None:
     s = ak.add_parser("revoke", help="revoke a key by id or prefix")
     s.add_argument("key", help="key id or prefix (from `fmw apikey list`)")
     s.set_defaults(func=cmd_apikey_revoke)
+
+    tk = subparsers.add_parser("token", help="users' personal API tokens (sign-on)"
+                               ).add_subparsers(dest="token_cmd", required=True)
+    s = tk.add_parser("list", help="every user's tokens (never their secrets)")
+    s.add_argument("--user", help="only this user's (the provider's subject)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_token_list)
+    s = tk.add_parser("revoke", help="revoke a user's token by prefix or id (API processes "
+                      "stop accepting it within 30 s)")
+    s.add_argument("token", help="token prefix or id (from `fmw token list`)")
+    s.set_defaults(func=cmd_token_revoke)
 
     au = subparsers.add_parser("audit", help="the dev API audit log").add_subparsers(
         dest="audit_cmd", required=True)
@@ -100,6 +111,33 @@ def cmd_apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
     with _ready(settings) as conn:
         k = revoke_key(conn, args.key)
     render.out(f"revoked API key {k.id} ({k.name}, {k.prefix})")
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.tokens import list_for
+    with _ready(settings) as conn:
+        tokens = list_for(conn, args.user)
+    if args.json:
+        print(json.dumps([{**t.as_json(), "subject": t.subject, "user_name": t.user_name}
+                          for t in tokens], default=str, ensure_ascii=False))
+        return 0
+    if not tokens:
+        render.out("no personal API tokens (users make them in the explorer's API tokens page)")
+    for t in tokens:
+        state = (f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at
+                 else f"expires {t.expires_at:%Y-%m-%d}")
+        used = f"last used {t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never used"
+        render.out(f"{t.id:>4}  {t.prefix}  {t.user_name} ({t.subject})  {t.name!r}  {t.role}"
+                   f"  {used}  {state}")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from ledger.tokens import revoke
+    with _ready(settings) as conn:
+        t = revoke(conn, args.token)
+    render.out(f"revoked personal token {t.id} ({t.prefix}) of {t.user_name} ({t.subject})")
     return 0
 
 

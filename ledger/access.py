@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -172,27 +172,36 @@ def replace_allow_list(conn: psycopg.Connection, entries: Sequence[AllowEntry]) 
 
 def listen_allow_list(settings: Settings, changed: Callable[[], object],
                       stop: threading.Event, *, retry_s: float = 5.0) -> None:
-    """Call `changed` whenever this schema's allow list changes, until `stop` is set.
+    """Call `changed` whenever this schema's allow list changes, until `stop` is set."""
+    listen(settings, {ALLOW_LIST_CHANNEL: changed}, stop, retry_s=retry_s)
+
+
+def listen(settings: Settings, handlers: Mapping[str, Callable[[], object]],
+           stop: threading.Event, *, retry_s: float = 5.0) -> None:
+    """Call the handler of a channel whenever this schema announces a change on it (the
+    allow list, personal tokens), until `stop` is set.
 
     Runs in its own thread on its own connection. When PostgreSQL is away it retries every
     `retry_s` (the caller's periodic refresh and last good copy cover the gap), and calls
-    `changed` after reconnecting, since a change may have been missed meanwhile.
+    every handler after reconnecting, since a change may have been missed meanwhile.
     """
     first = True
     while not stop.is_set():
         try:
             with connect(settings, autocommit=True,
                          application_name="fmw-allowlist-listen") as conn:
-                conn.execute(f"LISTEN {ALLOW_LIST_CHANNEL}")
+                for channel in handlers:
+                    conn.execute(f"LISTEN {channel}")
                 if not first:
-                    changed()
+                    for handler in handlers.values():
+                        handler()
                 first = False
                 while not stop.is_set():
                     for note in conn.notifies(timeout=0.5):
-                        if note.payload == settings.schema:
-                            changed()
+                        if note.payload == settings.schema and note.channel in handlers:
+                            handlers[note.channel]()
         except (FmwError, psycopg.Error) as exc:
-            log.debug("allow-list listener: %s; retrying in %.0f s", exc, retry_s)
+            log.debug("change listener: %s; retrying in %.0f s", exc, retry_s)
             first = False
             stop.wait(retry_s)
 

@@ -31,6 +31,9 @@ class AuditEntry:
     status: int
     key_id: int | None = None
     detail: str | None = None
+    #: The signed-in user (OpenID subject, or the owner of a personal token) and their name.
+    subject: str | None = None
+    user_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ def row_hash(seq: int, at: datetime, e: AuditEntry, prev_hash: str) -> str:
     """The hash of one row (the reference definition; `verify_chain` recomputes it)."""
     payload = [seq, at.astimezone(UTC).isoformat(timespec="microseconds"), e.client, e.key_id,
                e.method, e.path, e.query, e.status, e.detail, prev_hash]
+    if e.subject is not None or e.user_name is not None:  # rows before migration 0010 lack them
+        payload += [e.subject, e.user_name]
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -63,7 +68,9 @@ def storable(entry: AuditEntry) -> AuditEntry:
     """`entry` with every text field storable as PostgreSQL text (hashed as stored)."""
     return replace(entry, client=_storable_text(entry.client) or "",
                    method=_storable_text(entry.method) or "", path=_storable_text(entry.path) or "",
-                   query=_storable_text(entry.query) or "", detail=_storable_text(entry.detail))
+                   query=_storable_text(entry.query) or "", detail=_storable_text(entry.detail),
+                   subject=_storable_text(entry.subject),
+                   user_name=_storable_text(entry.user_name))
 
 
 def append(conn: psycopg.Connection, entry: AuditEntry) -> int:
@@ -81,9 +88,9 @@ def append(conn: psycopg.Connection, entry: AuditEntry) -> int:
         h = row_hash(seq, at, entry, prev)
         conn.execute(
             "INSERT INTO audit_log (seq, at, client, key_id, method, path, query, status, detail, "
-            "prev_hash, hash) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            "prev_hash, hash, subject, user_name) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (seq, at, entry.client, entry.key_id, entry.method, entry.path, entry.query,
-             entry.status, entry.detail, prev, h),
+             entry.status, entry.detail, prev, h, entry.subject, entry.user_name),
         )
         conn.execute(
             "INSERT INTO audit_head (id, seq, hash) VALUES (1, %s, %s) "
@@ -108,12 +115,12 @@ def verify_chain(conn: psycopg.Connection, max_problems: int = 20) -> AuditVerif
         cur = conn.cursor(name="audit_verify")
         cur.itersize = 5000
         cur.execute("SELECT seq, at, client, key_id, method, path, query, status, detail, "
-                    "prev_hash, hash FROM audit_log ORDER BY seq")
+                    "prev_hash, hash, subject, user_name FROM audit_log ORDER BY seq")
         for r in cur:
             rows += 1
             seq, at, stored_prev, stored = int(r[0]), r[1], str(r[9]), str(r[10])
             entry = AuditEntry(client=r[2], key_id=r[3], method=r[4], path=r[5], query=r[6],
-                               status=int(r[7]), detail=r[8])
+                               status=int(r[7]), detail=r[8], subject=r[11], user_name=r[12])
             if seq != expected_seq:
                 note(f"rows {expected_seq}..{seq - 1} are missing (deleted)"
                      if seq > expected_seq else f"row {seq} is out of order")
@@ -134,8 +141,8 @@ def verify_chain(conn: psycopg.Connection, max_problems: int = 20) -> AuditVerif
 
 def recent(conn: psycopg.Connection, limit: int = 100) -> list[dict[str, Any]]:
     """The newest rows, newest first."""
-    cur = conn.execute("SELECT seq, at, client, key_id, method, path, query, status, detail, hash "
-                       "FROM audit_log ORDER BY seq DESC LIMIT %s", (limit,))
+    cur = conn.execute("SELECT seq, at, client, subject, user_name, key_id, method, path, query, "
+                       "status, detail, hash FROM audit_log ORDER BY seq DESC LIMIT %s", (limit,))
     names = [d.name for d in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 

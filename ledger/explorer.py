@@ -1,5 +1,6 @@
 """What the Streamlit explorer writes to and reads from the ledger: page views (the adoption
-KPI, weekly active users) and the open SLA violations shown on Home.
+KPI, weekly active users), the open SLA violations shown on Home, and the audit row of each
+download of a scoped user's rows.
 
 The explorer never needs PostgreSQL to show data (it reads snapshots); these calls run in its
 background thread and a failure only leaves the figures out of date.
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import psycopg
+
+from ledger.audit import AuditEntry, append
 
 #: Distinct clients over this many days ending today make one "weekly active users" figure.
 WEEK = 7
@@ -149,3 +152,27 @@ def ops_figures(conn: psycopg.Connection, today_start: datetime, timezone: str) 
     except psycopg.errors.UndefinedTable:
         pass
     return OpsFigures(**found)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DownloadAudit:
+    """One download of a scoped user's rows from the explorer: who (`subject`, `user_name`)
+    from which address (`client`), the route `path` (without its token) and what (`detail`)."""
+
+    client: str
+    path: str
+    detail: str
+    subject: str | None
+    user_name: str | None
+
+
+def audit_download(conn: psycopg.Connection, download: DownloadAudit) -> int:
+    """Append the audit row of an explorer download (written before the file is sent, like
+    the API's row for a scoped user's export); returns its seq.
+
+    Raises:
+        psycopg.Error: the row could not be written; the download must then not happen.
+    """
+    return append(conn, AuditEntry(
+        client=download.client, method="GET", path=download.path, query="", status=200,
+        detail=download.detail, subject=download.subject, user_name=download.user_name))

@@ -94,7 +94,9 @@ def run_checks(base: str, key: str, max_age_s: float, timeout: float = 10.0
                             + f"; snapshot {snap.get('status')} {snap.get('detail', '')}".rstrip()))
     else:
         checks.append(Check("health", False, _detail(h)))
-    v1 = fetch(f"{base}/api/v1/features?format=json&limit=1", None, timeout)
+    # the key goes with the v1 query too: with sign-on (auth.mode = "oidc") v1 needs a
+    # credential, and an admin key is one; without sign-on v1 ignores it
+    v1 = fetch(f"{base}/api/v1/features?format=json&limit=1", key, timeout)
     version = v1.headers.get("x-snapshot-version", "")
     if v1.status == 200 and version not in ("", "none"):
         checks.append(Check("v1 query", True, f"{v1.headers.get('x-total-count', '?')} features "
