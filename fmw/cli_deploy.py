@@ -1,5 +1,5 @@
-"""CLI commands of operations: `fmw nginx render`, `fmw backup` (list, schedule), `fmw restore`,
-`fmw smoke` and `fmw status`.
+"""CLI commands of operations: `fmw nginx render`, `fmw tls selfsigned`, `fmw backup` (list,
+schedule), `fmw restore`, `fmw smoke` and `fmw status`.
 
 `register(subparsers)` adds them to the `fmw` parser (see fmw/cli.py); each handler is a thin
 front over the `ops` package.
@@ -38,6 +38,19 @@ def register(subparsers: Any) -> None:
                    "(default: the nginx_reload setting)")
     s.add_argument("--stdout", action="store_true", help="print the config instead of writing it")
     s.set_defaults(func=cmd_nginx_render)
+
+    tl = subparsers.add_parser("tls", help="certificates for HTTPS in Nginx").add_subparsers(
+        dest="tls_cmd", required=True)
+    s = tl.add_parser("selfsigned", help="make a test CA and a server certificate it signs "
+                      "(trust ca.pem on the clients)")
+    s.add_argument("--out-dir", type=Path, help="folder for ca.pem, server.pem, server.key "
+                   "(default: <data_dir>/tls)")
+    s.add_argument("--host", action="append", metavar="NAME", help="a DNS name or IP address "
+                   "the server is reached by; repeat for more (default: this machine's name, "
+                   "localhost, 127.0.0.1)")
+    s.add_argument("--days", type=int, default=365, help="validity in days (365)")
+    s.add_argument("--force", action="store_true", help="replace existing files")
+    s.set_defaults(func=cmd_tls_selfsigned)
 
     b = subparsers.add_parser("backup", help="back up the ledger and the current snapshot "
                               "(then apply retention)")
@@ -127,6 +140,21 @@ def cmd_nginx_render(args: argparse.Namespace, settings: Settings) -> int:
         render.out("nginx reloaded")
     elif up.changed:
         render.out("checked with nginx -t; reload Nginx to apply it (`fmw nginx render --reload`)")
+    return 0
+
+
+def cmd_tls_selfsigned(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.tls import make_selfsigned, toml_lines
+    made = make_selfsigned(args.out_dir or settings.data_dir / "tls", args.host,
+                           days=args.days, force=args.force)
+    render.out(f"certificate for {', '.join(made.names)}, valid until "
+               f"{made.not_after:%Y-%m-%d}")
+    render.out(f"  CA certificate (clients trust this): {made.ca_cert}")
+    render.out(f"  server certificate:                  {made.server_cert}")
+    render.out(f"  server key (keep it private):        {made.server_key}")
+    render.out("set in fmw.toml, then run `fmw nginx render --reload`:")
+    for line in toml_lines(made):
+        render.out(f"  {line}")
     return 0
 
 

@@ -30,6 +30,10 @@ OPS_DEFAULTS: dict[str, Any] = {
     "nginx_dev_rate_per_minute": 60,
     "nginx_conn_per_address": 50,
     "nginx_client_timeout_s": 10,
+    "nginx_tls_cert": None,  # None (with nginx_tls_key): plain HTTP only
+    "nginx_tls_key": None,
+    "nginx_https_port": 443,
+    "nginx_hsts_max_age_s": 31_536_000,
     "backup_dir": None,  # None: <data_dir>/backups
     "backup_copy_dir": None,  # None: no second copy (fmw status warns)
     "backup_keep_days": 14,

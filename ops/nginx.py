@@ -21,6 +21,14 @@ address made a directly exposed API unreachable for everyone): a client gets
 long between two reads of its body and between two writes of the answer, and one address
 holds at most ``nginx_conn_per_address`` requests at a time (more get 429). Nginx buffers a
 request until it is complete, so a slow client never reaches the API.
+
+With ``nginx_tls_cert`` and ``nginx_tls_key`` set, the same server (same paths, allow lists and
+limits) listens with TLS on ``nginx_https_port`` and ``nginx_port`` only redirects to it (301,
+for anyone: it serves no data). TLS 1.2 and 1.3 only, forward-secret AEAD ciphers, HSTS
+(``nginx_hsts_max_age_s``, 0 = none) and every cookie of the upstreams marked Secure and
+SameSite=Lax, and HttpOnly except Streamlit's XSRF cookie, which its page script reads (a
+double-submit token). No HTTP/2: nginx 1.22 and nginx >= 1.25.1 want it spelled differently,
+and the slow-client limits above are proven for HTTP/1.1.
 Writing, checking and reloading live in `ops.nginx_run`.
 """
 
@@ -35,7 +43,7 @@ from pathlib import Path
 from fmw.errors import ConfigError, FmwError
 from fmw.settings import Settings
 from ledger.access import AllowEntry, Network
-from ops.config import ops_setting
+from ops.config import ops_path, ops_setting
 
 UI_PATH = "/streamlit/"
 V1_PATH = "/api/v1/"
@@ -57,9 +65,21 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
 )
+#: Mozilla's "intermediate" TLS 1.2 suites without DHE (nginx offers DHE only with a dhparam
+#: file); TLS 1.3 suites are OpenSSL's and need no setting.
+TLS_CIPHERS = ":".join((
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+))
+#: Streamlit's double-submit XSRF cookie: its page script must read it (HttpOnly would break
+#: file uploads and its websocket token), so it gets Secure and SameSite only.
+SCRIPT_READ_COOKIES = ("_streamlit_xsrf",)
 LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.1/32"),
                                  ipaddress.ip_network("::1/128"))
 _SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9_*.-]{1,253}( [A-Za-z0-9_*.-]{1,253})*$")
+#: What a quoted Nginx string cannot hold as is: quotes, escapes, variables, control characters.
+_UNSAFE_PATH_RE = re.compile(r'["\\$\x00-\x1f\x7f]')
 
 
 class NginxError(FmwError):
@@ -86,6 +106,15 @@ class ProxyConfig:
     dev_rate_per_minute: int = 60
     conn_per_address: int = 50
     client_timeout_s: int = 10
+    tls_cert: str | None = None  # an absolute path (forward slashes); both or neither
+    tls_key: str | None = None
+    https_port: int = 443
+    hsts_max_age_s: int = 31_536_000
+
+    @property
+    def tls(self) -> bool:
+        """True when the file has an HTTPS server (cert and key set)."""
+        return self.tls_cert is not None and self.tls_key is not None
 
     @staticmethod
     def from_settings(settings: Settings) -> ProxyConfig:
@@ -110,6 +139,8 @@ class ProxyConfig:
             dev_rate_per_minute=num("nginx_dev_rate_per_minute"),
             conn_per_address=num("nginx_conn_per_address"),
             client_timeout_s=num("nginx_client_timeout_s"),
+            https_port=num("nginx_https_port"), hsts_max_age_s=num("nginx_hsts_max_age_s"),
+            **_tls_files(settings),
         )
         cfg.validate()
         return cfg
@@ -117,7 +148,7 @@ class ProxyConfig:
     def validate(self) -> None:
         """Raises ConfigError for a value that would break or change the file's meaning."""
         for name, port in (("nginx_port", self.port), ("api_port", self.api_port),
-                           ("ui_port", self.ui_port)):
+                           ("ui_port", self.ui_port), ("nginx_https_port", self.https_port)):
             if not 1 <= port <= 65535:
                 raise ConfigError(f"{name} must be 1-65535, got {port}")
         if self.listen != "*":
@@ -134,6 +165,45 @@ class ProxyConfig:
                 ("nginx_client_timeout_s", self.client_timeout_s, 3600)):
             if not 1 <= value <= high:
                 raise ConfigError(f"{name} must be 1-{high}, got {value}")
+        self._validate_tls()
+
+    def _validate_tls(self) -> None:
+        for name, value, other in (("nginx_tls_cert", self.tls_cert, self.tls_key),
+                                   ("nginx_tls_key", self.tls_key, self.tls_cert)):
+            if value is None and other is not None:
+                raise ConfigError(f"{name} is not set: HTTPS needs both nginx_tls_cert and "
+                                  "nginx_tls_key")
+            if value is not None and (_UNSAFE_PATH_RE.search(value) or not value):
+                raise ConfigError(f"{name} must be a path without quotes, backslashes, $ or "
+                                  f"control characters, got {value!r}")
+        if self.tls and self.https_port == self.port:
+            raise ConfigError(f"nginx_https_port must differ from nginx_port ({self.port})")
+        if not 0 <= self.hsts_max_age_s <= 10 * 31_536_000:
+            raise ConfigError(f"nginx_hsts_max_age_s must be 0-315360000, got "
+                              f"{self.hsts_max_age_s}")
+
+
+def _tls_files(settings: Settings) -> dict[str, str | None]:
+    """nginx_tls_cert and nginx_tls_key resolved like every ops path (see `ops.config`).
+
+    Raises:
+        ConfigError: only one of them is set, or a file does not exist.
+    """
+    paths = {name: ops_path(settings, name) for name in ("nginx_tls_cert", "nginx_tls_key")}
+    given = [name for name, path in paths.items() if path is not None]
+    if len(given) == 1:
+        missing = "nginx_tls_key" if given == ["nginx_tls_cert"] else "nginx_tls_cert"
+        raise ConfigError(f"{given[0]} is set but {missing} is not: HTTPS needs both "
+                          "(or neither, for plain HTTP)")
+    for name, path in paths.items():
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{name}: {path} does not exist (or is not a file)")
+    return {"tls_cert": _abs(paths["nginx_tls_cert"]), "tls_key": _abs(paths["nginx_tls_key"])}
+
+
+def _abs(path: Path | None) -> str | None:
+    # Forward slashes: Nginx on Windows reads them, and a backslash would be an escape.
+    return None if path is None else path.resolve().as_posix()
 
 
 def _address(name: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -219,25 +289,23 @@ def render(entries: Sequence[AllowEntry], cfg: ProxyConfig, *, schema: str = "fm
         f"{i1}server {_hostport(cfg.ui_host, cfg.ui_port)};",
         "}",
         "",
+    ]
+    if cfg.tls:
+        out += _redirect_server(cfg)
+    out += [
         "server {",
-        f"{i1}listen {_hostport(cfg.listen, cfg.port)};",
+        f"{i1}listen {_hostport(cfg.listen, cfg.https_port if cfg.tls else cfg.port)}"
+        + (" ssl;" if cfg.tls else ";"),
         f"{i1}server_name {cfg.server_name};",
         f"{i1}server_tokens off;",
         f"{i1}client_max_body_size 1m;",
         f"{i1}proxy_hide_header X-Powered-By;",
         "",
-        f"{i1}# Slow or greedy clients: a whole request header within the timeout, no longer a",
-        f"{i1}# pause in a body or in reading an answer, and a bounded number of requests at a",
-        f"{i1}# time per address (users behind one NAT share it: see nginx_conn_per_address).",
-        f"{i1}client_header_timeout {cfg.client_timeout_s}s;",
-        f"{i1}client_body_timeout {cfg.client_timeout_s}s;",
-        f"{i1}send_timeout {cfg.client_timeout_s}s;",
-        f"{i1}reset_timedout_connection on;",
-        f"{i1}limit_conn fmw_conn {cfg.conn_per_address};",
-        f"{i1}limit_conn_status 429;",
-        "",
     ]
+    out += _tls(cfg, i1) + _client_limits(cfg, i1)
     out += [f'{i1}add_header {name} "{value}" always;' for name, value in SECURITY_HEADERS]
+    if cfg.tls and cfg.hsts_max_age_s > 0:
+        out += [f'{i1}add_header Strict-Transport-Security "max-age={cfg.hsts_max_age_s}" always;']
     all_roles = ("user", "admin")
     out += ["", f"{i1}# The explorer (Streamlit, baseUrlPath = streamlit): users and admins.",
             f"{i1}location = {UI_PATH.rstrip('/')} {{"]
@@ -268,6 +336,62 @@ def render(entries: Sequence[AllowEntry], cfg: ProxyConfig, *, schema: str = "fm
     out += _api_proxy(i2) + [f"{i1}}}", ""]
     out += [f"{i1}# Everything else.", f"{i1}location / {{", f"{i2}deny all;", f"{i1}}}", "}", ""]
     return "\n".join(out)
+
+
+def _client_limits(cfg: ProxyConfig, i1: str) -> list[str]:
+    return [
+        f"{i1}# Slow or greedy clients: a whole request header within the timeout, no longer a",
+        f"{i1}# pause in a body or in reading an answer, and a bounded number of requests at a",
+        f"{i1}# time per address (users behind one NAT share it: see nginx_conn_per_address).",
+        f"{i1}client_header_timeout {cfg.client_timeout_s}s;",
+        f"{i1}client_body_timeout {cfg.client_timeout_s}s;",
+        f"{i1}send_timeout {cfg.client_timeout_s}s;",
+        f"{i1}reset_timedout_connection on;",
+        f"{i1}limit_conn fmw_conn {cfg.conn_per_address};",
+        f"{i1}limit_conn_status 429;",
+        "",
+    ]
+
+
+def _redirect_server(cfg: ProxyConfig) -> list[str]:
+    """The plain-HTTP server when TLS is on: a 301 to the same URL over HTTPS, for anyone."""
+    i1 = "    "
+    port = "" if cfg.https_port == 443 else f":{cfg.https_port}"
+    return [
+        "# HTTP only sends everyone to HTTPS; it serves no data (the allow lists apply there).",
+        "server {",
+        f"{i1}listen {_hostport(cfg.listen, cfg.port)};",
+        f"{i1}server_name {cfg.server_name};",
+        f"{i1}server_tokens off;",
+        "",
+        *_client_limits(cfg, i1),
+        f"{i1}return 301 https://$host{port}$request_uri;",
+        "}",
+        "",
+    ]
+
+
+def _tls(cfg: ProxyConfig, i1: str) -> list[str]:
+    if not cfg.tls:
+        return []
+    flags = "secure samesite=lax"
+    return [
+        f"{i1}# HTTPS (nginx_tls_cert, nginx_tls_key): TLS 1.2 and 1.3 only, forward secrecy.",
+        f'{i1}ssl_certificate "{cfg.tls_cert}";',
+        f'{i1}ssl_certificate_key "{cfg.tls_key}";',
+        f"{i1}ssl_protocols TLSv1.2 TLSv1.3;",
+        f"{i1}ssl_ciphers {TLS_CIPHERS};",
+        f"{i1}ssl_prefer_server_ciphers off;",
+        f"{i1}ssl_session_cache shared:fmw_tls:{ZONE_SIZE};",
+        f"{i1}ssl_session_timeout 1d;",
+        f"{i1}ssl_session_tickets off;",
+        "",
+        f"{i1}# Every cookie of the API and the explorer is Secure, SameSite=Lax and HttpOnly,",
+        f"{i1}# but the XSRF cookie Streamlit's page script reads (the first match applies).",
+        *(f"{i1}proxy_cookie_flags {name} {flags};" for name in SCRIPT_READ_COOKIES),
+        f"{i1}proxy_cookie_flags ~ {flags} httponly;",
+        "",
+    ]
 
 
 def _api_proxy(indent: str) -> list[str]:

@@ -14,6 +14,9 @@ import threading
 from dataclasses import dataclass, field
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: ``GET COOKIE_PATH`` answers with these cookies, as an app behind Nginx would set them.
+COOKIE_PATH = "/streamlit/set-cookie"
+SET_COOKIES = ("fmw_session=abc; Path=/", "_streamlit_xsrf=2|aa|bb|1; Path=/")
 
 
 def accept_key(key: str) -> str:
@@ -97,8 +100,11 @@ class _Handler(socketserver.BaseRequestHandler):
                     return
                 sock.sendall(frame(b"echo: " + data, masked=False))
         body = b"FMW explorer stand-in"
+        cookies = b"".join(b"Set-Cookie: " + c.encode() + b"\r\n" for c in SET_COOKIES) \
+            if first.split(" ")[1:2] == [COOKIE_PATH] else b""
         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
-                     + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+                     + str(len(body)).encode() + b"\r\n" + cookies + b"Connection: close\r\n\r\n"
+                     + body)
 
 
 class _Server(socketserver.ThreadingTCPServer):
