@@ -1,7 +1,8 @@
 """The Streamlit entry point: ``streamlit run ui/app.py -- --config F --data-dir D``.
 
 `fmw ui` / `fmw up` start it with the right flags (see `ui.launch`). It sets the page up,
-counts the page view and runs the page the navigation picked.
+lets only signed-in users with a role past (``auth.mode = "oidc"``, `ui.access`), counts the
+page view and runs the page the navigation picked.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ if __package__ in (None, ""):  # run as a script by Streamlit: make the project 
 import streamlit as st  # noqa: E402
 
 from fmw.errors import FmwError  # noqa: E402
-from ui import context, navigation  # noqa: E402
+from ui import access, context, navigation  # noqa: E402
 
 #: Tighter margins than Streamlit's defaults, so a page fits a 1366x768 screen.
 STYLE = """<style>
@@ -31,11 +32,14 @@ def main() -> None:
                        layout="wide", initial_sidebar_state="expanded")
     st.html(STYLE)
     try:
-        context.config()
+        settings, ui = context.config()
     except FmwError as exc:  # a bad fmw.toml: say so instead of a traceback
         st.error(f"The explorer cannot start: {exc}")
         st.stop()
-    navigation.run()
+    # sign-on: nothing but the sign-in page until signed in with a role (`ui.access`); the
+    # role comes from the API's role map (`GET /api/me`)
+    viewer = access.gate(settings.auth, context.me_lookup(settings, ui))
+    navigation.run(viewer, oidc=settings.auth.oidc)
 
 
 main()

@@ -12,14 +12,21 @@ import argparse
 import ipaddress
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
+import fmw.relay as relay
 from fmw.settings import Settings, load_settings
-from query import Engine
+from query import Engine, QuerySpec
+from query.scope import RowScope
+from ui import access
+from ui.access import OPEN, Viewer
 from ui.config import UiConfig, ui_config
+from ui.devapi import DevApi
+from ui.signon import auth_from_json
 from ui.usage import LedgerIO, UsageRecorder
 
 _injected: tuple[Settings, UiConfig] | None = None
@@ -42,8 +49,11 @@ def parse_argv(argv: Sequence[str]) -> tuple[Settings, UiConfig]:
     p.add_argument("--config", type=Path)
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--ui-config")
+    p.add_argument("--auth-config")
     args, _ = p.parse_known_args(list(argv))
     settings = load_settings(args.config, args.data_dir)
+    if args.auth_config:
+        settings = replace(settings, auth=auth_from_json(args.auth_config))
     ui = UiConfig.from_json(args.ui_config) if args.ui_config else ui_config(settings)
     return settings, ui
 
@@ -112,17 +122,45 @@ def client_address() -> str:
 
 @dataclass(frozen=True)
 class Ctx:
-    """What a page gets: settings, explorer settings and the engine."""
+    """What a page gets: settings, explorer settings, the engine and who is looking."""
 
     settings: Settings
     ui: UiConfig
     engine: Engine
+    viewer: Viewer = OPEN
 
     @property
     def root(self) -> str:
         return str(self.settings.snapshots_path)
 
+    @property
+    def scope(self) -> RowScope | None:
+        """The viewer's row scope (None: every row)."""
+        return self.viewer.scope
+
+    def scoped(self, spec: QuerySpec) -> QuerySpec:
+        """`spec` carrying the viewer's row scope: every read of a page goes through this."""
+        return spec if spec.scope == self.scope else replace(spec, scope=self.scope)
+
+
+#: ``GET /api/me`` decides the page a person sees: it must not hold the page up for long.
+ME_TIMEOUT_S = 5.0
+
+
+def me_lookup(settings: Settings, ui: UiConfig) -> access.MeLookup:
+    """Asks the API's ``GET /api/me`` with an access token, relayed with the browser's
+    address like the Dev and API tokens pages (the API checks and audits that address)."""
+    def lookup(token: str) -> Mapping[str, Any]:
+        return DevApi(ui.api_url, token, ME_TIMEOUT_S, client=client_address(),
+                      relay_key=relay.load_key(settings.data_dir)).me()
+    return lookup
+
+
+def viewer(settings: Settings, ui: UiConfig) -> Viewer:
+    """This session's viewer, its role from the API's role map (`ui.access`)."""
+    return access.current(settings.auth, me_lookup(settings, ui))
+
 
 def ctx() -> Ctx:
     settings, ui = config()
-    return Ctx(settings, ui, engine(settings))
+    return Ctx(settings, ui, engine(settings), viewer(settings, ui))

@@ -1,24 +1,30 @@
-"""Dev (admins): the admin API key first; then sync, runs with quarantined rows, allow list.
+"""Dev (admins): the admin's credential first; then sync, runs with quarantined rows, allow
+list and (sign-on) the role map.
 
-Everything here goes through the HTTP dev API (`ui.devapi`), which checks the key and the
-address on every call. The key lives only in this browser session's state; without a valid
-one the page shows the key form and nothing else.
+Everything here goes through the HTTP dev API (`ui.devapi`), which checks the credential and
+the address on every call. With ``auth.mode = "oidc"`` an admin's own sign-in is the credential
+(their provider access token); otherwise, or when the API refuses that token, an admin API
+key, kept only in this browser session's state. Without a valid credential the page shows the
+key form and nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 import fmw.relay as relay
-from ui import timefmt
-from ui.context import client_address, ctx
+from ui import access, timefmt
+from ui.context import Ctx, client_address, ctx
 from ui.devapi import DevApi, DevApiError
 from ui.widgets import selected_row, table_height
 
 KEY = "dev_key"
+#: The sign-in the API refused for the dev API: (digest of the access token, the reason).
+TOKEN_REFUSED = "dev_token_refused"
 FOLLOW = "dev_follow_run"
 DONE = "dev_follow_done"
 ROLES = ["user", "admin"]
@@ -26,6 +32,9 @@ ALLOW_COLUMNS = ["cidr", "role", "note"]
 TIME_FIELDS = ("started_at", "finished_at", "created_at", "quarantined_at", "at")
 #: Text columns whose missing value shows empty (the grid would write "None").
 EMPTY_AS_TEXT = ("error_summary", "finished_at", "trigger", "reason", "note")
+ROLE_NAMES = ["viewer", "scoped", "admin"]
+DIMENSIONS = ("feature_groups", "operators", "mccs")
+ROLE_COLUMNS = ["group", "role", *DIMENSIONS]
 
 
 def allow_frame(entries: list[dict[str, Any]]) -> pd.DataFrame:
@@ -50,6 +59,30 @@ def _api() -> DevApi | None:
     return _client_api(ctx().ui.api_url, str(key))
 
 
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _sign_in_api(c: Ctx) -> DevApi | None:
+    """The admin's own sign-in as the dev API credential (sign-on), unless there is no
+    access token or the API already refused this one."""
+    if not (c.settings.auth.oidc and c.viewer.signed_in and c.viewer.admin):
+        return None
+    token = access.access_token()
+    if token is None:
+        return None
+    refused = st.session_state.get(TOKEN_REFUSED)
+    if isinstance(refused, tuple) and refused[0] == _digest(token):
+        return None
+    return _client_api(c.ui.api_url, token)
+
+
+def _refuse_sign_in(exc: DevApiError) -> None:
+    token = access.access_token()
+    if token is not None:
+        st.session_state[TOKEN_REFUSED] = (_digest(token), exc.detail or exc.title)
+
+
 def _unlock(base_url: str) -> None:
     secret = str(st.session_state.get("dev_key_input") or "").strip()
     st.session_state["dev_key_input"] = ""
@@ -72,6 +105,10 @@ def _lock() -> None:
 
 
 def key_form(base_url: str) -> None:
+    refused = st.session_state.get(TOKEN_REFUSED)
+    if isinstance(refused, tuple) and _api() is None:
+        st.info(f"The dev API did not accept your sign-in ({refused[1]}); enter an admin API "
+                "key instead.", icon=":material/key_off:")
     st.markdown("The Dev page is for administrators. Enter an admin API key "
                 "(created with `fmw apikey create NAME`); it is kept only in this browser "
                 "tab's session.")
@@ -230,6 +267,83 @@ def allow_tab(api: DevApi) -> None:
         st.success(f"Saved: {len(saved.get('entries', []))} entries, in force now.")
 
 
+def _text(value: Any) -> str:
+    """A cell as text: an empty new cell is None (or NaN in a frame), shown and read as ""."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
+    return str(value).strip()
+
+
+def role_frame(entries: list[dict[str, Any]]) -> pd.DataFrame:
+    """Role-map entries for the grid: one row each, the three dimensions as comma-separated
+    text; always with every column (an editor without columns cannot add a row)."""
+    return pd.DataFrame([{"group": _text(e.get("group")), "role": _text(e.get("role")) or "viewer",
+                          **{d: _text(e.get(d)) for d in DIMENSIONS}} for e in entries],
+                        columns=ROLE_COLUMNS).astype(str)
+
+
+def role_entries(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The grid's rows as the API's entries ``{group, role, feature_groups?, operators?,
+    mccs?}``. Only blank rows are dropped: a half-filled one goes to the API, whose 400
+    names what is wrong with it."""
+    out: list[dict[str, Any]] = []
+    for r in records:
+        cells = {k: _text(r.get(k)) for k in ROLE_COLUMNS}
+        if not (cells["group"] or any(cells[d] for d in DIMENSIONS)):
+            continue
+        entry: dict[str, Any] = {"group": cells["group"], "role": cells["role"] or "viewer"}
+        for d in DIMENSIONS:
+            values = [v.strip() for v in cells[d].split(",") if v.strip()]
+            if values:
+                entry[d] = values
+        out.append(entry)
+    return out
+
+
+def roles_tab(api: DevApi) -> None:
+    try:
+        current = api.roles()
+    except DevApiError as exc:
+        st.error(str(exc))
+        return
+    st.caption("Which provider groups get which role. A scoped role sees only the rows of its "
+               "feature groups AND operators AND MCCs (comma-separated; empty: any). Saved "
+               "entries apply in the API at once and in the explorer within a minute (at once "
+               "after a reload).")
+    if current.get("last_error"):
+        st.warning(f"The API could not reload the stored entries and keeps its last good copy: "
+                   f"{current['last_error']}", icon=":material/warning:")
+    config = list(current.get("config") or [])
+    if config:
+        st.markdown("**From the config** (`[[auth.roles]]`, read-only: change them in the "
+                    "config file)")
+        st.dataframe(role_frame(config), hide_index=True, width="stretch",
+                     key="dev_roles_config", height=table_height(len(config), 240))
+    st.markdown("**Stored entries** (add with **+**, edit, then save)")
+    edited = st.data_editor(
+        role_frame(list(current.get("entries") or [])), num_rows="dynamic", hide_index=True,
+        key="dev_roles_editor", width="stretch", column_config={
+            "group": st.column_config.TextColumn("Group", required=True, max_chars=256,
+                                                 help="the group name exactly as the "
+                                                      "provider sends it"),
+            "role": st.column_config.SelectboxColumn("Role", options=ROLE_NAMES,
+                                                     required=True, default="viewer"),
+            "feature_groups": st.column_config.TextColumn(
+                "Feature groups", help="scoped only, e.g. volte, rcs"),
+            "operators": st.column_config.TextColumn("Operators", help="scoped only"),
+            "mccs": st.column_config.TextColumn("MCCs", help="scoped only, e.g. 450, 310"),
+        })
+    if st.button("Save role map", type="primary", icon=":material/save:", key="dev_roles_save"):
+        try:
+            saved = api.put_roles(role_entries(_records(edited)))
+        except DevApiError as exc:
+            st.error(f"Not saved: {exc.detail or exc}", icon=":material/error:")
+            return
+        st.success(f"Saved: {len(saved.get('entries', []))} stored entries, in force now.")
+
+
 def _records(edited: Any) -> list[dict[str, Any]]:
     if isinstance(edited, list):
         return [dict(r) for r in edited]
@@ -239,28 +353,46 @@ def _records(edited: Any) -> list[dict[str, Any]]:
 
 def page() -> None:
     c = ctx()
+    if not c.viewer.may_open("dev"):  # the navigation hides it; a direct URL ends here
+        access.refused("Dev", "admins")
+        return
     st.title("Dev")
     api = _api()
+    signed_in = False
+    if api is None:
+        api = _sign_in_api(c)
+        signed_in = api is not None
     if api is None:
         key_form(c.ui.api_url)
         return
-    top, lock = st.columns([6, 1], vertical_alignment="center")
-    top.caption(f"Admin session · dev API at {c.ui.api_url}")
-    lock.button("Lock", on_click=_lock, icon=":material/lock:", width="stretch")
+    if signed_in:
+        st.caption(f"Admin session with your sign-in ({c.viewer.name}) · dev API at "
+                   f"{c.ui.api_url}")
+    else:
+        top, lock = st.columns([6, 1], vertical_alignment="center")
+        top.caption(f"Admin session · dev API at {c.ui.api_url}")
+        lock.button("Lock", on_click=_lock, icon=":material/lock:", width="stretch")
     try:
         api.check()
     except DevApiError as exc:
-        if exc.bad_key:
+        if signed_in and exc.status in (401, 403):
+            _refuse_sign_in(exc)  # the key form, as without sign-on
+            key_form(c.ui.api_url)
+        elif exc.bad_key:
             _lock()
             st.error("The key is no longer valid; enter it again.")
             key_form(c.ui.api_url)
         else:
             st.error(str(exc))
         return
-    sync, runs, allow = st.tabs(["Sync", "Runs", "Allow list"])
-    with sync:
+    names = ["Sync", "Runs", "Allow list"] + (["Roles"] if c.settings.auth.oidc else [])
+    tabs = st.tabs(names)
+    with tabs[0]:
         sync_tab(api)
-    with runs:
+    with tabs[1]:
         runs_tab(api)
-    with allow:
+    with tabs[2]:
         allow_tab(api)
+    if c.settings.auth.oidc:
+        with tabs[3]:
+            roles_tab(api)

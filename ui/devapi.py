@@ -1,6 +1,7 @@
-"""A small client for the dev API (the Dev page's only way to dev data; never SQL).
+"""A small client for the dev API (the Dev page's only way to dev data; never SQL) and for
+``/api/me`` (the API tokens page, with the signed-in user's access token).
 
-Every call sends the admin's key as ``Authorization: Bearer``; problems come back as
+Every call sends the admin's key (or the user's access token) as ``Authorization: Bearer``; problems come back as
 `DevApiError` carrying the RFC 9457 title and detail, so the page can say what went wrong.
 """
 
@@ -11,7 +12,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import fmw.relay as relay
 from fmw.errors import FmwError
@@ -35,7 +36,8 @@ class DevApiError(FmwError):
 
 @dataclass(frozen=True)
 class DevApi:
-    """The dev API at `base_url` (e.g. ``http://127.0.0.1:8000``) with one admin key."""
+    """The dev API at `base_url` (e.g. ``http://127.0.0.1:8000``) with one admin key, or an
+    admin's provider access token (``auth.mode = "oidc"``)."""
 
     base_url: str
     key: str
@@ -94,6 +96,29 @@ class DevApi:
 
     def put_allow_list(self, entries: list[dict[str, str]]) -> dict[str, Any]:
         return dict(self._call("PUT", "/api/dev/allow_list", body={"entries": entries}))
+
+    def roles(self) -> dict[str, Any]:
+        """The role map (sign-on): ``config`` (read-only), ``entries`` (stored), ``last_error``."""
+        return dict(self._call("GET", "/api/dev/roles"))
+
+    def put_roles(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """Replace the stored role-map entries (a 400 names the bad entry)."""
+        return dict(self._call("PUT", "/api/dev/roles", body={"entries": entries}))
+
+    # -- the signed-in user (auth.mode = "oidc"; `key` is their provider access token) ------
+
+    def me(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/api/me"))
+
+    def my_tokens(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/me/tokens")["tokens"])
+
+    def make_token(self, name: str, days: int) -> dict[str, Any]:
+        """A new personal token; its secret (``token``) is in this answer only."""
+        return dict(self._call("POST", "/api/me/tokens", body={"name": name, "days": days}))
+
+    def revoke_token(self, prefix: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/api/me/tokens/{quote(prefix, safe='')}"))
 
     def health(self) -> dict[str, Any]:
         try:

@@ -10,6 +10,9 @@ chunk is held in memory and no temporary file waits on disk.
 A token is 128 random bits, bound to the browser that was shown it (Streamlit's XSRF cookie,
 compared by digest), and lives while the page that drew it is open (its Streamlit session)
 or `TTL_S` after that page was last drawn, at most `MAX_AGE_S`. Tokens are never logged.
+
+A ticket also carries who it was issued to (subject and name) and where to write an audit
+row: a download of a scoped user's rows is audited before it streams (`ui.server`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from query import Engine, QuerySpec
 
@@ -51,6 +55,12 @@ STYLE = """<style>
 </style>"""
 
 
+class AuditWriter(Protocol):
+    """Writes a download's audit row (`ui.usage.LedgerIO`); raises when it cannot."""
+
+    def audit_download(self, download: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class Ticket:
     """What one download link gives: every row of `spec` in `fmt`, named `name`."""
@@ -65,6 +75,11 @@ class Ticket:
     browser: str | None  # digest of the browser's cookie token; None: the browser sent none
     issued: float
     renewed: float
+    #: Who the link was drawn for (the signed-in viewer), for the audit row of a scoped
+    #: user's download; `ledger` writes that row (None: nowhere, so such a download is refused).
+    subject: str | None = None
+    user_name: str | None = None
+    ledger: AuditWriter | None = None
 
 
 def browser_id(cookie: str | None) -> str | None:
@@ -87,7 +102,8 @@ def browser_id(cookie: str | None) -> str | None:
 
 def _same_view(a: Ticket, b: Ticket) -> bool:
     return (a.engine is b.engine and a.version == b.version and a.spec == b.spec
-            and a.fmt == b.fmt and a.tz == b.tz and a.name == b.name and a.browser == b.browser)
+            and a.fmt == b.fmt and a.tz == b.tz and a.name == b.name and a.browser == b.browser
+            and a.subject == b.subject and a.user_name == b.user_name)
 
 
 class Tickets:
@@ -103,10 +119,12 @@ class Tickets:
         self._clock = clock
 
     def issue(self, engine: Engine, version: int, spec: QuerySpec, fmt: str, *, tz: str,
-              name: str, session: str, browser: str | None) -> str:
+              name: str, session: str, browser: str | None, subject: str | None = None,
+              user_name: str | None = None, ledger: AuditWriter | None = None) -> str:
         """A token for this view (the same one while the view is unchanged), renewed."""
         now = self._clock()
-        want = Ticket(engine, version, spec, fmt, tz, name, session, browser, now, now)
+        want = Ticket(engine, version, spec, fmt, tz, name, session, browser, now, now,
+                      subject, user_name, ledger)
         with self._lock:
             self._sweep(now)
             old_token = self._slots.get((session, fmt))

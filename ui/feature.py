@@ -117,7 +117,7 @@ def page() -> None:
     if version is None:
         return
     params = url_params()
-    groups = sorted(c.engine.snapshot(version).groups())
+    groups = sorted(cache.groups(c, version))
     if "ft_group" not in st.session_state:
         wanted = (params.get("feature_group") or [""])[0]
         st.session_state["ft_group"] = wanted if wanted in groups else ALL

@@ -122,7 +122,7 @@ def with_payload(c: Ctx, version: int, rows: list[dict[str, Any]]) -> list[dict[
 
 def changes_tab(c: Ctx, version: int) -> None:
     _seed(url_params())
-    groups = sorted(c.engine.snapshot(version).groups())
+    groups = sorted(cache.groups(c, version))
     a, b, cc, d, e = st.columns([3, 1, 2, 3, 2], vertical_alignment="bottom")
     dates = a.date_input("Changed between", key="hi_dates", format="YYYY-MM-DD",
                          on_change=_first_page)
@@ -255,14 +255,16 @@ def versions_tab(c: Ctx, version: int) -> None:
         st.info("Only one snapshot version is kept, so there is nothing to compare yet.")
         return
     tz = c.ui.timezone
-    names = {i.version: f"{i.name} · {timefmt.fmt(i.created_at, tz)} · "
-             f"{i.rows:,} rows" + (" (current)" if i.current else "") for i in infos}
+    # a version's row count covers every row: not shown to a row scope
+    names = {i.version: f"{i.name} · {timefmt.fmt(i.created_at, tz)}"
+             + (f" · {i.rows:,} rows" if c.scope is None else "")
+             + (" (current)" if i.current else "") for i in infos}
     ordered = [i.version for i in infos]
     a, b, cc = st.columns([3, 3, 2])
     label: Callable[[Any], str] = lambda v: names.get(v, str(v))  # noqa: E731
     new = a.selectbox("Newer version", ordered, index=0, format_func=label, key="hi_new")
     old = b.selectbox("Older version", ordered, index=1, format_func=label, key="hi_old")
-    groups = sorted(c.engine.snapshot(version).groups())
+    groups = sorted(cache.groups(c, version))
     group = cc.selectbox("Group", [ALL, *groups], key="hi_vgroup")
     if old == new:
         st.info("Pick two different versions.")

@@ -3,7 +3,9 @@ snapshot's age, the daily trend, open SLA violations and the explorer's own usag
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -31,8 +33,10 @@ def _age(hours: float) -> str:
 
 
 def status_row(c: Ctx, facts: SnapshotFacts, data: HomeData, view: LedgerView) -> None:
-    now = datetime.now(UTC)
     left, mid, right = st.columns(3)
+    if c.scope is not None:  # the runs and the SLA concern every row: not for a row scope
+        snapshot_card(c, facts, mid)
+        return
     with left.container(border=True):
         st.caption("Last sync (as recorded in the snapshot)")
         run = data.last_run
@@ -46,7 +50,16 @@ def status_row(c: Ctx, facts: SnapshotFacts, data: HomeData, view: LedgerView) -
             st.markdown(f"Run **{run.get('id')}** ({run.get('trigger')}) at {when}")
             if run.get("error_summary"):
                 st.caption(str(run["error_summary"])[:300])
-    with mid.container(border=True):
+    snapshot_card(c, facts, mid)
+    with right.container(border=True):
+        st.caption("Open SLA violations")
+        sla_card(view, c.ui.timezone)
+
+
+def snapshot_card(c: Ctx, facts: SnapshotFacts, where: Any) -> None:
+    """The snapshot's age and size (for a row scope: the rows and groups in it)."""
+    now = datetime.now(UTC)
+    with where.container(border=True):
         st.caption("Snapshot")
         stale = facts.stale(now, c.ui.stale_hours)
         age = _age(facts.age_hours(now))
@@ -56,11 +69,9 @@ def status_row(c: Ctx, facts: SnapshotFacts, data: HomeData, view: LedgerView) -
                         "the last syncs did not publish.]")
         else:
             st.badge(f"fresh: {age} old", color="green", icon=":material/check_circle:")
-            st.markdown(f"**{facts.name}**, {fmt_int(facts.rows)} features in "
+            mine = " you can see" if c.scope is not None else ""
+            st.markdown(f"**{facts.name}**, {fmt_int(facts.rows)} features{mine} in "
                         f"{len(facts.groups)} groups")
-    with right.container(border=True):
-        st.caption("Open SLA violations")
-        sla_card(view, c.ui.timezone)
 
 
 def ops_row(view: LedgerView) -> None:
@@ -125,14 +136,14 @@ def cards(data: HomeData) -> None:
     window = next(w for w in data.windows if w.label == chosen)
     span = (f"{window.first:%Y-%m-%d}" if window.days == 1
             else f"{window.first:%Y-%m-%d} – {window.last:%Y-%m-%d}")
-    cols = st.columns(len(COUNT_FIELDS))
-    for col, name in zip(cols, COUNT_FIELDS, strict=True):
+    cols = st.columns(len(data.fields))
+    for col, name in zip(cols, data.fields, strict=True):
         now, before = window.totals[name], window.previous[name]
         col.metric(name.capitalize(), fmt_int(now), delta=delta_text(now - before),
                    delta_color="inverse" if name == "errors" else "off", border=True,
                    help=f"{span}; change against the {window.days} day(s) before")
     rows = [{"period": w.label, "from": w.first, "to": w.last,
-             **{k: w.totals[k] for k in COUNT_FIELDS}} for w in data.windows]
+             **{k: w.totals[k] for k in data.fields}} for w in data.windows]
     with st.expander("All periods", expanded=False):
         st.dataframe(rows, hide_index=True, width="stretch")
 
@@ -141,11 +152,11 @@ def trend_frame(data: HomeData) -> pd.DataFrame:
     """The trend in long form (day, kind, n), from the first day with a change to today (at
     least a week): days before the first change would only squeeze the bars that matter."""
     frame = data.trend.to_pandas()
-    busy = frame[frame[list(COUNT_FIELDS)].sum(axis=1) > 0]["day"]
+    busy = frame[frame[list(data.fields)].sum(axis=1) > 0]["day"]
     first: date = min(busy.min() if len(busy) else data.today,
                       data.today - timedelta(days=MIN_TREND_DAYS - 1))
     frame = frame[(frame["day"] >= first) & (frame["day"] <= data.today)]
-    long = frame.melt(id_vars="day", value_vars=list(COUNT_FIELDS), var_name="kind",
+    long = frame.melt(id_vars="day", value_vars=list(data.fields), var_name="kind",
                       value_name="n")
     long["day"] = pd.to_datetime(long["day"]).dt.strftime("%Y-%m-%d")
     return long
@@ -155,18 +166,18 @@ def trend_chart(long: pd.DataFrame) -> alt.Chart:
     """Stacked bars, one band per day: an ordinal axis gives every day (today included) a
     whole bar, where a time axis centres bars on midnight and cuts the last one in half."""
     days = sorted(long["day"].unique())
+    kinds = [k for k in COUNT_FIELDS if k in set(long["kind"])]
     return alt.Chart(long).mark_bar().encode(
         x=alt.X("day:O", sort=days, title=None,
                 axis=alt.Axis(labelExpr="slice(datum.value, 5)", labelAngle=0,
                               labelOverlap=True)),
         y=alt.Y("sum(n):Q", title=None),
-        color=alt.Color("kind:N", sort=list(COUNT_FIELDS), title=None,
-                        scale=alt.Scale(domain=list(COUNT_FIELDS))),
+        color=alt.Color("kind:N", sort=kinds, title=None, scale=alt.Scale(domain=kinds)),
         order=alt.Order("kind_order:Q"),
         tooltip=[alt.Tooltip("day:O"), alt.Tooltip("kind:N"), alt.Tooltip("n:Q", format=",")],
     ).transform_calculate(
         kind_order=" + ".join(f"(datum.kind == '{k}' ? {i} : 0)"
-                              for i, k in enumerate(COUNT_FIELDS))
+                              for i, k in enumerate(kinds))
     ).properties(height=220)
 
 
@@ -215,13 +226,23 @@ def page() -> None:
     try:
         facts = snapshot_facts(c.engine, version)
         today = timefmt.today(c.ui.timezone)
-        data = cache.home(c, version, today)
+        if c.scope is None:
+            data = cache.home(c, version, today)
+        else:  # every figure recounted within the scope
+            groups = cache.groups(c, version)
+            facts = replace(facts, rows=sum(groups.values()), groups=groups)
+            data = cache.scoped_home(c, version, today, c.scope)
     except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
         show_error(exc, "Home")
         return
     rec = recorder(c.settings, c.ui)
     status_row(c, facts, data, rec.view)
-    ops_row(rec.view)
+    if c.viewer.admin:
+        ops_row(rec.view)
+    if c.scope is not None:
+        st.caption("Counted from the changes of the rows you can see (errors and runs "
+                   "concern every row and are not shown).")
     cards(data)
     trend(data)
-    usage(c, rec)
+    if c.scope is None:
+        usage(c, rec)

@@ -4,9 +4,11 @@ process, its readiness check, and a clean stop on Ctrl+C / SIGTERM.
 Streamlit runs as a child process (``python -m streamlit run ui/server.py``, an ``st.App``
 serving the pages of ``ui/app.py`` and the download route, see `ui.server`): its server is
 bound to 127.0.0.1:8501 by default, XSRF protection on, usage statistics off, no file
-watcher, no browser opened. The child reads the same settings: the config file and data dir
-on its command line, the resolved core settings as FMW_* variables (so values given
-programmatically reach it too), and the explorer's own settings as JSON.
+watcher, no browser opened. With ``auth.mode = "oidc"`` it also gets its sign-in
+configuration (`ui.signon`: a secrets file under ``<data_dir>/secrets/``). The child reads
+the same settings: the config file and data dir on its command line, the resolved core settings as FMW_* variables (so values given
+programmatically reach it too), and the explorer's own settings (and with sign-on the
+``[auth]`` settings, less the client secret) as JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from fmw.errors import ConfigError, FmwError
 from fmw.net import is_loopback
 from fmw.settings import Settings
 from ui.config import UiConfig
+from ui.signon import SignonPlan, auth_to_json, prepare_signon
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ READY_TIMEOUT_S = 90.0
 
 
 def check_bind(settings: Settings, ui: UiConfig) -> None:
-    """The explorer has no login of its own: a non-loopback address needs
+    """Without sign-on the explorer has no login of its own: a non-loopback address needs
     ``ui_allow_public_bind`` (FMW_UI_ALLOW_PUBLIC_BIND); keep 127.0.0.1 behind Nginx.
 
     Raises:
@@ -77,17 +80,22 @@ def streamlit_flags(ui: UiConfig) -> list[str]:
     return [f"--{k}={v}" for k, v in flags.items()]
 
 
-def streamlit_command(settings: Settings, ui: UiConfig, *, python: str = sys.executable
-                      ) -> list[str]:
-    """The whole command line that serves the explorer."""
+def streamlit_command(settings: Settings, ui: UiConfig, *, python: str = sys.executable,
+                      signon: SignonPlan | None = None) -> list[str]:
+    """The whole command line that serves the explorer (with `signon`: its sign-in)."""
     script: list[str] = ["--data-dir", str(settings.data_dir), "--ui-config", ui.to_json()]
     if settings.config_path is not None:
         script = ["--config", str(settings.config_path), *script]
-    return [python, "-m", "streamlit", "run", str(SERVER), *streamlit_flags(ui), "--", *script]
+    if settings.auth.oidc:  # roles and scopes exactly as this process has them
+        script += ["--auth-config", auth_to_json(settings.auth)]
+    flags = [*streamlit_flags(ui), *(signon.flags if signon is not None else [])]
+    return [python, "-m", "streamlit", "run", str(SERVER), *flags, "--", *script]
 
 
-def child_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
-    """`base` with the resolved core settings as FMW_* variables (they win over the file)."""
+def child_environment(settings: Settings, base: Mapping[str, str],
+                      signon: SignonPlan | None = None) -> dict[str, str]:
+    """`base` with the resolved core settings as FMW_* variables (they win over the file),
+    and what the sign-in needs (the provider's CA bundle)."""
     env = {k: v for k, v in base.items() if k not in ("FMW_CONFIG", "FMW_DATABASE_URL")}
     env.update({
         "FMW_DATA_DIR": str(settings.data_dir),
@@ -103,6 +111,8 @@ def child_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, 
     })
     if settings.database_url:
         env["FMW_DATABASE_URL"] = settings.database_url
+    if signon is not None:
+        env.update(signon.env)
     return env
 
 
@@ -173,12 +183,13 @@ def start_ui(settings: Settings, ui: UiConfig, *, base_env: Mapping[str, str] | 
         ConfigError: a non-loopback address without ui_allow_public_bind.
     """
     check_bind(settings, ui)
-    env = child_environment(settings, os.environ if base_env is None else base_env)
+    signon = prepare_signon(settings, ui)
+    env = child_environment(settings, os.environ if base_env is None else base_env, signon)
     kwargs: dict[str, Any] = {}
     if os.name == "nt":
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-    proc = subprocess.Popen(streamlit_command(settings, ui), env=env, stdout=output,
-                            stderr=subprocess.STDOUT if output is not None else None,
+    proc = subprocess.Popen(streamlit_command(settings, ui, signon=signon), env=env,
+                            stdout=output, stderr=subprocess.STDOUT if output is not None else None,
                             stdin=subprocess.DEVNULL, **kwargs)
     return UiProcess(proc, ui)
 

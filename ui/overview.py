@@ -29,6 +29,7 @@ from ui.overview_filters import (
     seed_from,
     state_from_widgets,
 )
+from ui.usage import LedgerIO
 from ui.viewstate import ViewState, parse_params, query_string, validate
 from ui.widgets import (
     api_origin,
@@ -69,13 +70,17 @@ def _exporter(c: Ctx, version: int, spec: QuerySpec, fmt: str, name: str) -> str
     """A link that downloads every row of `spec` as `fmt`: the explorer's own route
     (`ui.server`) streams the query layer's chunks when it is followed, so the process
     holds one chunk, not the file (Streamlit's download_button keeps a whole copy in
-    memory). The token is issued to this page and this browser only (`ui.downloads`)."""
+    memory). The token is issued to this page and this browser only (`ui.downloads`), and
+    carries the viewer's row scope from here: the route never takes a scope from a request.
+    It names the viewer too: a scoped user's download is audited with them (`ui.server`)."""
     run = get_script_run_ctx()
     cookies = dict(st.context.cookies or {})
     token = downloads.TICKETS.issue(
-        c.engine, version, spec, fmt, tz=c.ui.timezone, name=name,
+        c.engine, version, c.scoped(spec), fmt, tz=c.ui.timezone, name=name,
         session=run.session_id if run is not None else "",
-        browser=downloads.browser_id(cookies.get(downloads.BROWSER_COOKIE)))
+        browser=downloads.browser_id(cookies.get(downloads.BROWSER_COOKIE)),
+        subject=c.viewer.subject or None, user_name=c.viewer.name or None,
+        ledger=LedgerIO(c.settings))
     return downloads.link(c.ui.base_url_path, token)
 
 
@@ -211,7 +216,7 @@ def page() -> None:
         return
     try:
         available = cache.columns(c, version)
-        groups = c.engine.snapshot(version).groups()
+        groups = cache.groups(c, version)
     except Exception as exc:  # noqa: BLE001
         show_error(exc, "The overview")
         return

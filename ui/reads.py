@@ -13,17 +13,20 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pyarrow as pa
 
 from query import Engine, Facets, QuerySpec, Result
 from query.errors import UnknownField
 from query.results import Export
+from query.scope import RowScope
 
 COUNT_FIELDS = ("created", "updated", "deleted", "errors")
 ALL_COUNT_FIELDS = ("created", "updated", "deleted", "errors", "runs", "failed_runs")
@@ -87,8 +90,10 @@ class HomeData:
     version: int
     today: date
     windows: tuple[Window, ...]
-    trend: pa.Table  # day, created, updated, deleted, errors over the last TREND_DAYS days
+    trend: pa.Table  # day and `fields` over the last TREND_DAYS days
     last_run: dict[str, Any] | None
+    #: The figures it holds (a row scope's Home has no errors: quarantined rows have no scope).
+    fields: tuple[str, ...] = COUNT_FIELDS
 
 
 def home_data(engine: Engine, version: int, today: date) -> HomeData:
@@ -99,12 +104,44 @@ def home_data(engine: Engine, version: int, today: date) -> HomeData:
                      limit=10_000)
     rows = engine.query(spec, version=version, count=False).rows.to_pylist()
     by_day = {r["day"]: r for r in rows}
+    runs = engine.query(QuerySpec(table="runs", limit=1), version=version, count=False)
+    last_run = runs.rows.to_pylist()[0] if runs.rows.num_rows else None
+    return _home(version, today, by_day, ALL_COUNT_FIELDS, COUNT_FIELDS, last_run)
 
+
+#: What a scoped Home counts, from the changes table's op.
+SCOPED_FIELDS = ("created", "updated", "deleted")
+_OP_FIELD = {"C": "created", "U": "updated", "D": "deleted"}
+
+
+def scoped_home_data(engine: Engine, version: int, today: date, tz: str, scope: RowScope
+                     ) -> HomeData:
+    """Home's cards and trend counted from the changes in `scope` (per day in `tz`):
+    daily_counts and runs cover every row and cannot be scoped."""
+    since = today - timedelta(days=2 * TREND_DAYS + 1)
+    start = datetime.combine(since, datetime.min.time(), tzinfo=ZoneInfo(tz))
+    spec = QuerySpec(table="changes", filters=(("changed_at__gte", start.isoformat()),),
+                     columns=("changed_at", "op"), scope=scope)
+    frame = rows_of(engine, version, spec).to_pandas()
+    by_day: dict[date, dict[str, int]] = {}
+    if len(frame):
+        days = pd.to_datetime(frame["changed_at"], utc=True).dt.tz_convert(tz).dt.date
+        for (day, op), n in frame.assign(day=days).groupby(["day", "op"]).size().items():
+            field = _OP_FIELD.get(str(op))
+            if field:
+                by_day.setdefault(day, {})[field] = int(n)
+    return _home(version, today, by_day, SCOPED_FIELDS, SCOPED_FIELDS, None)
+
+
+def _home(version: int, today: date, by_day: Mapping[date, Mapping[str, Any]],
+          totals: Sequence[str], fields: tuple[str, ...],
+          last_run: dict[str, Any] | None) -> HomeData:
+    """The windows and the trend from per-day figures."""
     def total(first: date, last: date) -> dict[str, int]:
-        out = dict.fromkeys(ALL_COUNT_FIELDS, 0)
+        out = dict.fromkeys(totals, 0)
         for day, r in by_day.items():
             if first <= day <= last:
-                for k in ALL_COUNT_FIELDS:
+                for k in totals:
                     out[k] += int(r.get(k) or 0)
         return out
 
@@ -118,10 +155,8 @@ def home_data(engine: Engine, version: int, today: date) -> HomeData:
     shown = [today - timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1)]
     trend = pa.table({"day": pa.array(shown, pa.date32()),
                       **{k: pa.array([int((by_day.get(d) or {}).get(k) or 0) for d in shown],
-                                     pa.int64()) for k in COUNT_FIELDS}})
-    runs = engine.query(QuerySpec(table="runs", limit=1), version=version, count=False)
-    last_run = runs.rows.to_pylist()[0] if runs.rows.num_rows else None
-    return HomeData(version, today, tuple(windows), trend, last_run)
+                                     pa.int64()) for k in fields}})
+    return HomeData(version, today, tuple(windows), trend, last_run, fields)
 
 
 def page(engine: Engine, version: int, spec: QuerySpec) -> Result:

@@ -9,6 +9,10 @@ under ``location /streamlit/`` and gets the same allow list as the pages.
 
 At most `EXPORTS_AT_ONCE` exports run together; more downloads wait their turn (Nginx's
 ``/streamlit/`` timeout is a day). Each streams the query layer's chunks as they are made.
+
+A download of a scoped user's rows (its ticket's spec has a row scope) is audited like the
+API's exports: one audit-log row naming the user is written before the first byte is sent;
+when it cannot be written (PostgreSQL down) the download is refused (503).
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from starlette.types import Receive, Scope, Send  # noqa: E402
 from streamlit import config as st_config  # noqa: E402
 
 from fmw.errors import FmwError  # noqa: E402
+from ledger.explorer import DownloadAudit  # noqa: E402
 from ui import reads  # noqa: E402
+from ui.context import pick_client  # noqa: E402
 from ui.downloads import BROWSER_COOKIE, TICKETS, Ticket, browser_id, route_path  # noqa: E402
 
 log = logging.getLogger("fmw.ui.downloads")
@@ -101,6 +107,33 @@ def _open(ticket: Ticket) -> tuple[str, Iterator[bytes], bytes]:
     return export.content_type, chunks, first
 
 
+def audit_record(ticket: Ticket, client: str, path: str) -> DownloadAudit:
+    """The audit row of a scoped user's download; `path` is the route's, without the token."""
+    scope = ticket.spec.scope.text() if ticket.spec.scope is not None else "all rows"
+    return DownloadAudit(client=client, path=path, subject=ticket.subject,
+                         user_name=ticket.user_name,
+                         detail=f"explorer download {ticket.fmt} {ticket.name} by a scoped "
+                                f"user ({scope})")
+
+
+def _audit(ticket: Ticket, record: DownloadAudit) -> bool:
+    """Write `record` (in a worker thread); False when it could not be written."""
+    if ticket.ledger is None:
+        log.error("a scoped download was refused: its ticket has no ledger to audit to")
+        return False
+    try:
+        ticket.ledger.audit_download(record)
+    except Exception as exc:  # any failure: not audited, so not sent
+        log.error("a scoped download of %s was refused: its audit record could not be "
+                  "written: %s", ticket.name, exc)
+        return False
+    return True
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    getattr(chunks, "close", lambda: None)()
+
+
 async def export(request: Request) -> Response:
     """``GET <base>/fmw/export/<token>``: the view the token was issued for, as a file."""
     global _slots
@@ -125,6 +158,16 @@ async def export(request: Request) -> Response:
     except BaseException:
         _slots.release()
         raise
+    if ticket.spec.scope is not None:  # audited before a byte is sent, or not sent
+        client = pick_client(request.client.host if request.client else None,
+                             dict(request.headers))
+        record = audit_record(ticket, client, request.url.path.rsplit("/", 1)[0])
+        if not await anyio.to_thread.run_sync(_audit, ticket, record):
+            await anyio.to_thread.run_sync(_close, chunks)
+            _slots.release()
+            return _refused(503, f"{ticket.name} was not downloaded: its audit record could "
+                                 "not be written (the ledger database is not reachable). "
+                                 "Try again later.")
     headers = {**HEADERS, "Content-Disposition": disposition(ticket.name)}
     return _Stream(chunks, first, _slots, media, headers)
 

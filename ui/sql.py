@@ -16,7 +16,8 @@ import streamlit as st
 
 from query.encoders import encode
 from query.fields import JSON_COLUMNS
-from ui import cache
+from query.scope import SCOPED_TABLES
+from ui import access, cache
 from ui.context import Ctx, ctx
 from ui.widgets import (
     arrow_for_display,
@@ -50,8 +51,10 @@ def size_text(n: int) -> str:
 
 
 def tables(c: Ctx, version: int) -> list[str]:
-    """The snapshot's tables (each is a view of the same name)."""
-    return list(c.engine.snapshot(version).manifest.tables)
+    """The snapshot's tables (each is a view of the same name); for a scoped user only the
+    views restricted to the scope (`query.scope.SCOPED_TABLES`)."""
+    names = list(c.engine.snapshot(version).manifest.tables)
+    return names if c.scope is None else [n for n in names if n in SCOPED_TABLES]
 
 
 def _schema_help(c: Ctx, version: int) -> None:
@@ -65,7 +68,7 @@ def _schema_help(c: Ctx, version: int) -> None:
 def run(c: Ctx, text: str, limit: int, timeout_s: float) -> None:
     try:
         result = c.engine.sql(text, limit=limit, timeout_s=timeout_s,
-                              max_bytes=c.ui.sql_max_bytes)
+                              max_bytes=c.ui.sql_max_bytes, scope=c.scope)
     except Exception as exc:  # noqa: BLE001 - SqlRejected, QueryTimeout, ... as a sentence
         st.session_state.pop(RESULT, None)
         show_error(exc, "The query", "was not run")
@@ -106,13 +109,19 @@ def to_url(text: str, limit: int, default_limit: int) -> None:
 
 def page() -> None:
     c = ctx()
+    if not c.viewer.may_open("sql"):  # the navigation hides it; a direct URL ends here
+        access.refused("SQL", "signed-in users")
+        return
     st.title("SQL")
     version = current_version(c)
     if version is None:
         return
-    st.caption(f"Read-only DuckDB SQL over snapshot v{version:06d}: one SELECT (or WITH, "
-               "DESCRIBE, SHOW, SUMMARIZE); tables: " + ", ".join(tables(c, version)) + "; "
-               f"at most {size_text(c.ui.sql_max_bytes)} of results.")
+    kinds = ("one SELECT (or WITH)" if c.scope is not None
+             else "one SELECT (or WITH, DESCRIBE, SHOW, SUMMARIZE)")
+    st.caption(f"Read-only DuckDB SQL over snapshot v{version:06d}: {kinds}; tables: "
+               + ", ".join(tables(c, version))
+               + (" (only the rows you may see)" if c.scope is not None else "")
+               + f"; at most {size_text(c.ui.sql_max_bytes)} of results.")
     _schema_help(c, version)
     max_rows, max_time = c.ui.sql_max_rows, c.ui.sql_timeout_s
     default_limit = min(1000, max_rows)

@@ -20,7 +20,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fmw.settings import Settings
-from ledger.explorer import DayUsage, OpsFigures, SlaViolation, UsageSummary, ViewCount
+from ledger.explorer import (
+    DayUsage,
+    DownloadAudit,
+    OpsFigures,
+    SlaViolation,
+    UsageSummary,
+    ViewCount,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +55,7 @@ def _ledger_ready(settings: Settings) -> bool:
 
 
 class LedgerIO:
-    """The explorer's two ledger round trips (replaceable in tests)."""
+    """The explorer's ledger round trips (replaceable in tests)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -68,6 +75,19 @@ class LedgerIO:
             raise ConnectionError("the embedded PostgreSQL is not running")
         with connect(self.settings, autocommit=True, application_name="fmw-ui") as conn:
             return usage_summary(conn, today), open_sla_violations(conn)
+
+    def audit_download(self, download: DownloadAudit) -> None:
+        """Write the audit row of a scoped user's download (`ui.server`, before it streams).
+
+        Raises:
+            ConnectionError, DatabaseUnavailable or a database error: not written.
+        """
+        from ledger.db import connect
+        from ledger.explorer import audit_download
+        if not _ledger_ready(self.settings):
+            raise ConnectionError("the embedded PostgreSQL is not running")
+        with connect(self.settings, autocommit=True, application_name="fmw-ui") as conn:
+            audit_download(conn, download)
 
     def read_ops(self, today_start: datetime) -> OpsFigures:
         from ledger.db import connect

@@ -10,8 +10,10 @@ UI = Path(__file__).resolve().parents[2] / "ui"
 FIRST_PARTY = ("fmw", "ledger", "lake", "query", "api", "ui", "scheduler")
 ALLOWED = ("fmw.settings", "fmw.errors", "fmw.render", "fmw.net", "fmw.logs", "query", "ui",
            "ledger.explorer", "ledger.db",  # fmw.logs: Streamlit's output into a service's log
-           "fmw.relay")  # the Dev page signs the person's address for the dev API
-LEDGER_USERS = {"usage.py"}  # the page-view recorder's background thread
+           "fmw.relay",  # the Dev page signs the person's address for the dev API
+           "fmw.authconfig")  # the settings' [auth] table: sign-in, roles, row scopes
+LEDGER_USERS = {"usage.py",  # the page-view recorder's background thread
+                "server.py"}  # the download route audits a scoped user's download
 
 
 def imports(path: Path) -> set[str]:
