@@ -85,8 +85,9 @@ def verify(version_dir: Path, manifest: Manifest) -> list[str]:
         if not p.is_file():
             problems.append(f"{rel}: missing")
             continue
-        if p.stat().st_size != meta["bytes"]:
-            problems.append(f"{rel}: {p.stat().st_size} bytes, manifest says {meta['bytes']}")
+        size = p.stat().st_size  # once: a message must name the size that failed the check
+        if size != meta["bytes"]:
+            problems.append(f"{rel}: {size} bytes, manifest says {meta['bytes']}")
             continue
         if sha256_file(p) != meta["sha256"]:
             problems.append(f"{rel}: checksum mismatch")

@@ -49,10 +49,14 @@ def wait_for(pred: Callable[[], Any], timeout: float = 10.0) -> Any:
 
 
 def flip_one_byte(path: Path) -> None:
-    """Same size, and DuckDB still reads the file: the answer is silently wrong."""
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
+    """Same size, and DuckDB still reads the file: the answer is silently wrong. Flipped in
+    place (never truncated meanwhile), as a bit flip on disk happens: a periodic check that
+    runs during the write must see the same size (a lane failure: it saw a short file)."""
+    with path.open("r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x01]))
 
 
 def truncate(path: Path) -> None:

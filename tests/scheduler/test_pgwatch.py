@@ -4,6 +4,8 @@ real webhook receiver on loopback)."""
 
 from __future__ import annotations
 
+import time
+
 import psutil
 import pytest
 
@@ -38,15 +40,23 @@ def test_a_killed_embedded_server_is_restarted_and_alerted_once_each_way(tmp_pat
             conn.execute("INSERT INTO kept VALUES (42)")
             conn.commit()
         with serve_webhook() as hook:
-            watch = EmbeddedWatch(settings, WatchPolicy(interval_s=0.0),
+            watch = EmbeddedWatch(settings, WatchPolicy(interval_s=0.0, first_delay_s=1.0,
+                                                        max_delay_s=5.0),
                                   notify=webhook_notify(hook.url, 5))
             assert watch.tick() is True and not hook.bodies  # running: nothing to say
             _kill(settings)
             assert not db.embedded_alive(settings)
             with pytest.raises(DatabaseUnavailable):
                 db.connect(settings, url=url).close()
-            assert watch.tick() is True  # restarted in this tick
-            assert watch.restarts == 1 and watch.down_since is None
+            # Restarted, usually in the first tick. After a crash PostgreSQL first syncs its
+            # whole data folder; on Windows a file in it held open elsewhere (a sharing
+            # violation on its log) makes it retry for up to 30 s, so a start can time out and
+            # the watch tries again with back-off (seen in the Windows lane).
+            deadline = time.monotonic() + 150
+            while (up := watch.tick()) is not True and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert up is True and watch.down_since is None
+            assert watch.restarts <= 1 and watch.failures == 0
             assert [b["event"] for b in hook.bodies] == ["ledger_unreachable", "ledger_reachable"]
             assert "embedded PostgreSQL" in hook.bodies[0]["text"]
             assert watch.tick() is True and len(hook.bodies) == 2  # no repeat while it runs
