@@ -204,8 +204,10 @@ def api_url(c: Ctx, state: ViewState, columns: list[str]) -> str:
 def _api_link(c: Ctx, state: ViewState, columns: list[str]) -> None:
     url = api_url(c, state, columns)
     text = url.replace("[", "%5B").replace("]", "%5D").replace(" ", "%20")
+    sign_on = (" With sign-on, send `Authorization: Bearer <token>`: a personal API token "
+               "from the API tokens page." if c.settings.auth.oidc else "")
     st.caption(f"The same rows from the API (CSV; add `format=json` or `format=xlsx`): "
-               f"[{text}]({text})")
+               f"[{text}]({text}){sign_on}")
 
 
 def page() -> None:

@@ -70,6 +70,7 @@ def test_overview_counts_lists_and_downloads_only_the_scope(ui_env: UiEnv):
     at = run("overview", SCOPED)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert f"**{EXPECTED:,}** feature(s) match" in texts(at)
+    assert "send `Authorization: Bearer <token>`: a personal API token" in texts(at)
     group = at.sidebar.selectbox(key="ov_feature_group")
     assert [o.split(" · ")[0] for o in group.options] == ["(all groups)", "rcs", "volte"]
     countries = at.sidebar.multiselect(key="ov_country").options
