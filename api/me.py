@@ -15,7 +15,7 @@ import falcon
 
 from api.errors import Problem, bad_request
 from api.params import json_body
-from api.principal import Principal, scope_to_json
+from api.principal import Principal
 from api.services import Services
 from ledger.tokens import TokenRefused
 
@@ -52,7 +52,7 @@ class Me:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         who = _caller(req, self.svc)
         resp.media = {"subject": who.subject, "name": who.name, "role": who.role,
-                      "scope": scope_to_json(who.scope), "via": who.via}
+                      "scope": who.scope.as_json() if who.scope else None, "via": who.via}
 
 
 class Tokens:
@@ -79,7 +79,7 @@ class Tokens:
         try:
             made = self.svc.gateway.create_token(
                 subject=who.subject, user_name=who.name or who.subject or "", name=name,
-                role=role, scope=scope_to_json(who.scope), days=days,
+                role=role, scope=who.scope.as_json() if who.scope else None, days=days,
                 max_days=self.svc.settings.auth.token_max_days)
         except TokenRefused as exc:
             raise bad_request(str(exc)) from None

@@ -52,6 +52,12 @@ def bearer_token(req: falcon.Request) -> str | None:
     return token.strip()
 
 
+#: Who an allowed address is without sign-on (built once, not per request).
+BY_ADDRESS: dict[str, Principal] = {
+    "admin": Principal(None, None, "admin", None, "address"),
+    "user": Principal(None, None, "viewer", None, "address"),
+}
+
 #: Methods that change something: their audit row is written before they run.
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -135,10 +141,9 @@ class Guard:
         if self.svc.signon is not None and (ctx.dev or ctx.me or is_v1(req.path)):
             ctx.principal = self._sign_on(req)
             if ctx.principal.via == "key":
-                ctx.key_id = getattr(ctx.principal, "token_id", None)
+                ctx.key_id = ctx.principal.token_id
             return
-        ctx.principal = Principal(None, None, "admin" if role == "admin" else "viewer", None,
-                                  "address")
+        ctx.principal = BY_ADDRESS[role]
         if ctx.dev:
             token = bearer_token(req)
             key = self.svc.gateway.check_key(token) if token else None

@@ -40,11 +40,3 @@ class Principal:
     @property
     def label(self) -> str:
         return f"{self.name or self.subject} ({self.role})"
-
-
-def scope_from_json(rules: list[dict[str, list[str]]] | None) -> RowScope | None:
-    return RowScope.from_json(rules)
-
-
-def scope_to_json(scope: RowScope | None) -> list[dict[str, list[str]]] | None:
-    return None if scope is None else scope.as_json()

@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from api.identity import OidcVerifier, principal_from_claims, token_digest
-from api.principal import AuthRefused, Principal, scope_from_json
+from api.principal import AuthRefused, Principal
 from fmw.authconfig import AuthConfig, Role, RoleRule
 from ledger.access import KEY_PREFIX
 from ledger.tokens import TOKEN_PREFIX, PersonalToken
+from query.scope import RowScope
 
 CACHE_S = 30.0
 CACHE_MAX = 10_000
@@ -120,5 +121,5 @@ class SignOn:
         if token.expires_at.timestamp() <= time.time():
             raise AuthRefused("personal token expired")
         role: Role = "scoped" if token.role == "scoped" else "viewer"
-        return Principal(token.subject, token.user_name, role, scope_from_json(token.scope),
+        return Principal(token.subject, token.user_name, role, RowScope.from_json(token.scope),
                          "token", token.id)

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from fmw.settings import Settings
-from lake.layout import TABLES, SnapshotError, version_name
+from lake.layout import PARTITION_COLUMN, TABLES, SnapshotError, version_name
 from query import analyst, diff, textrows, xlsxrows
 from query.encoders import CONTENT_TYPES, encode
 from query.errors import (
@@ -34,7 +34,6 @@ from query.errors import (
     UnknownVersion,
 )
 from query.fields import JSON_COLUMNS, TableSchema
-from query.filters import Params
 from query.paging import CursorState, decode_cursor, encode_cursor
 from query.plan import DEFAULT_LIMIT, Prepared, QuerySpec, Statement, prepare
 from query.results import (
@@ -183,10 +182,9 @@ class Engine:
         if names:
             spec = QuerySpec(scope=scope)
             _, prep = self._prepare(spec, snap.version, None, page=True)
-            p = Params()
-            st = f"SELECT feature_group AS g, count(*) AS n{prep._scope(p)} GROUP BY ALL"
+            st = prep.facet(PARTITION_COLUMN, len(names))  # counts per group, in scope
             with self._reading(snap):
-                for g, n in self._cursor().execute(st, p.values).fetchall():
+                for g, n in self._cursor().execute(st.sql, st.params).fetchall():
                     counts[str(g)] = int(n)
         out = {g: counts[g] for g in names if counts.get(g)}
         if len(self._scoped_groups) > 256:
